@@ -1,0 +1,3 @@
+from tdd_priv.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,183 @@
+"""Run configuration: one frozen dataclass tree, read from YAML, overridden by the CLI.
+
+`RunConfig` is the single source of every setting of a run; `config.resolved.yaml` in the run
+folder is `RunConfig.to_dict()` after defaults and overrides, so a run can be repeated from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+
+from tdd_priv.encode import EncoderConfig
+from tdd_priv.errors import ConfigError
+
+__all__ = [
+    "DataConfig",
+    "EvalConfig",
+    "Orchestrator",
+    "PrivacyConfig",
+    "RunConfig",
+    "default_cache_dir",
+    "load_config_file",
+]
+
+Orchestrator = Literal["prefect", "local"]
+
+
+def default_cache_dir() -> Path:
+    """Embedding cache location: $TDD_PRIV_CACHE, else ~/.cache/tdd-priv."""
+    env = os.environ.get("TDD_PRIV_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "tdd-priv"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the private labeled data and the public pool come from, and how to read them."""
+
+    spec: str = "demo"
+    text_column: str = "text"
+    label_column: str = "label"
+    group_columns: tuple[str, ...] = ()
+    split_column: str | None = None
+    train_split: str | None = None
+    test_split: str | None = None
+    label_names: tuple[str, ...] | None = None
+    public_pool: str | None = None
+    drop_empty: bool = False
+    test_fraction: float = 0.2
+    audit_fraction: float = 0.1
+    public_fraction: float = 0.2
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """Differential privacy of the release; `enabled=False` must be asked for explicitly."""
+
+    enabled: bool = True
+    epsilon: float = 4.0
+    delta: float | None = None
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How synthetic sets are judged: fresh heads, several seeds each, on the real test split."""
+
+    heads: tuple[str, ...] = ("linear", "mlp")
+    seeds: int = 5
+    steps: int = 300
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run needs. `out` is the run folder it creates."""
+
+    out: Path = Path("runs/demo")
+    data: DataConfig = field(default_factory=DataConfig)
+    method: str = "herding"
+    per_class: int = 10
+    realize: str | None = None
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    overwrite: bool = False
+    orchestrator: Orchestrator = "prefect"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.per_class < 1:
+            raise ConfigError(f"per_class must be at least 1, got {self.per_class}.")
+        if self.evaluation.seeds < 1:
+            raise ConfigError(f"evaluation.seeds must be at least 1, got {self.evaluation.seeds}.")
+        if self.orchestrator not in get_args(Orchestrator):
+            raise ConfigError(
+                f"orchestrator must be one of {get_args(Orchestrator)}, got {self.orchestrator!r}."
+            )
+        for name in ("test_fraction", "audit_fraction", "public_fraction"):
+            value = getattr(self.data, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"data.{name} must lie in [0, 1), got {value}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON-ready mapping (paths as strings, tuples as lists)."""
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, payload: Mapping[str, Any]) -> RunConfig:
+        """Build from a nested mapping; unknown keys are errors that list the known ones."""
+        return _build(cls, payload, where="config")
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> RunConfig:
+        """A copy with dotted-key overrides applied, e.g. {"data.spec": "x.csv", "seed": 3}."""
+        merged = self.to_dict()
+        for dotted, value in overrides.items():
+            node = merged
+            *parents, leaf = dotted.split(".")
+            for part in parents:
+                node = node[part]
+            node[leaf] = value
+        return RunConfig.from_dict(merged)
+
+
+def load_config_file(path: Path) -> RunConfig:
+    """Read a YAML config file; relative `out` and `cache_dir` stay relative to the CWD."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        payload = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    if not isinstance(payload, Mapping):
+        raise ConfigError(f"{path} must hold a mapping of settings at its top level.")
+    return _build(RunConfig, payload, where=str(path))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+_NESTED: dict[str, type] = {
+    "data": DataConfig,
+    "privacy": PrivacyConfig,
+    "encoder": EncoderConfig,
+    "evaluation": EvalConfig,
+}
+_PATHS = {"out", "cache_dir"}
+_TUPLES = {"group_columns", "label_names", "heads"}
+
+
+def _build(cls: type, payload: Mapping[str, Any], *, where: str) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(payload) - known)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown setting(s) {', '.join(unknown)} for {cls.__name__}; "
+            f"known: {', '.join(sorted(known))}."
+        )
+    kwargs: dict[str, Any] = {}
+    for key, value in payload.items():
+        if cls is RunConfig and key in _NESTED:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where}: '{key}' must be a mapping of settings.")
+            kwargs[key] = _build(_NESTED[key], value, where=f"{where}: {key}")
+        elif key in _PATHS and value is not None:
+            kwargs[key] = Path(value)
+        elif key in _TUPLES and value is not None:
+            kwargs[key] = (value,) if isinstance(value, str) else tuple(value)
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)

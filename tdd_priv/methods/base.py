@@ -1,0 +1,54 @@
+"""What every distillation method consumes and returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tdd_priv.heads import LabeledArrays
+
+__all__ = ["DistillInput", "SyntheticSet"]
+
+
+@dataclass(frozen=True)
+class DistillInput:
+    """The private training set in embedding space: the only real data a method may touch.
+
+    embeddings: (n, d) float32, rows L2-normalised; labels: (n,) int64 in [0, num_classes).
+    """
+
+    embeddings: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+    per_class: int
+    seed: int
+
+    def class_rows(self, label: int) -> np.ndarray:
+        """(n_c,) int64 row indices of one class, ascending."""
+        return np.flatnonzero(self.labels == label)
+
+
+@dataclass(frozen=True)
+class SyntheticSet:
+    """A distilled set of `per_class` examples per class in embedding space.
+
+    embeddings: (m, d) float32; labels: (m,) int64; soft_labels: (m, C) float32 or None.
+    `private_rows` holds the indices into the private training set when the examples *are*
+    private records (coresets), so the report can say that nothing about them is private.
+    """
+
+    embeddings: np.ndarray
+    labels: np.ndarray
+    soft_labels: np.ndarray | None
+    method: str
+    config: dict[str, Any] = field(default_factory=dict)
+    loss_history: tuple[float, ...] = ()
+    private_rows: np.ndarray | None = None
+
+    def training_arrays(self, num_classes: int) -> LabeledArrays:
+        """The set as a training set for heads: soft labels when learned, else one-hot."""
+        if self.soft_labels is not None:
+            return LabeledArrays(self.embeddings.astype(np.float32), self.soft_labels)
+        return LabeledArrays.from_labels(self.embeddings, self.labels, num_classes)

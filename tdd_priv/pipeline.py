@@ -1,0 +1,347 @@
+"""The chain of steps of one run, defined once.
+
+`execute` runs load → split → encode → distill → realize → evaluate → report. Every step is a
+plain function of small configs and the previous steps' results; `execute` takes a `call`
+argument that runs a step, so the Prefect flow (which wraps each step as a task) and a plain
+Python call (`run`) go through exactly the same steps in the same order.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from tdd_priv.config import RunConfig
+from tdd_priv.data import (
+    ColumnMapping,
+    LabeledData,
+    PublicTexts,
+    SplitFractions,
+    Splits,
+    load_labeled,
+    load_public_texts,
+    make_splits,
+)
+from tdd_priv.encode import encode_cached
+from tdd_priv.errors import ConfigError
+from tdd_priv.evaluate import Utility, evaluate
+from tdd_priv.heads import HeadTraining, LabeledArrays
+from tdd_priv.methods import DistillInput, SyntheticSet, distill, method_info
+from tdd_priv.realize import REALIZERS, RealizationInput, RealizedSet, realize
+from tdd_priv.report import RunRecord, write_run_folder
+from tdd_priv.rundir import check_output_dir, staged_directory
+from tdd_priv.seeding import derive_seed, numpy_rng
+
+__all__ = [
+    "EncodedInputs",
+    "Evaluation",
+    "LoadedInputs",
+    "RunResult",
+    "StepCaller",
+    "call_directly",
+    "execute",
+    "run",
+]
+
+T = TypeVar("T")
+StepCaller = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class LoadedInputs:
+    """The private labeled data and, when given separately, the public pool's texts."""
+
+    labeled: LabeledData
+    external_pool: PublicTexts | None
+
+    @property
+    def texts(self) -> list[str]:
+        return list(self.labeled.dataset["text"])
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.asarray(self.labeled.dataset["label"], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class EncodedInputs:
+    """Embeddings ((n, d) float32, L2-normalised) of every labeled row and of the pool."""
+
+    rows: np.ndarray
+    external_pool: np.ndarray | None
+    model_hash: str
+    cache_hits: tuple[bool, ...]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Test accuracy of heads trained on each set: the synthetic set and the baselines."""
+
+    synthetic: Utility
+    realized: Utility
+    full_data: Utility
+    random: Utility
+
+
+@dataclass(frozen=True)
+class RunResult:
+    out: Path
+    report: dict[str, Any]
+
+
+# --- the steps --------------------------------------------------------------------------------
+
+
+def load_step(config: RunConfig) -> LoadedInputs:
+    """Read and validate the data (writes nothing; bad input raises DataValidationError)."""
+    data = config.data
+    labeled = load_labeled(
+        data.spec,
+        columns=ColumnMapping(
+            text=data.text_column,
+            label=data.label_column,
+            groups=data.group_columns,
+            split=data.split_column,
+        ),
+        label_names=data.label_names,
+        drop_empty=data.drop_empty,
+    )
+    pool = load_public_texts(data.public_pool) if data.public_pool else None
+    return LoadedInputs(labeled, pool)
+
+
+def split_step(loaded: LoadedInputs, config: RunConfig) -> Splits:
+    """Seeded members / audit / test / public-pool split of the labeled rows."""
+    data = config.data
+    return make_splits(
+        loaded.labeled,
+        seed=derive_seed(config.seed, "split"),
+        per_class=config.per_class,
+        internal_public_pool=loaded.external_pool is None,
+        train_split=data.train_split,
+        test_split=data.test_split,
+        fractions=SplitFractions(
+            test=data.test_fraction, audit=data.audit_fraction, public=data.public_fraction
+        ),
+    )
+
+
+def encode_step(loaded: LoadedInputs, config: RunConfig) -> EncodedInputs:
+    """Embed every labeled row (and the external pool) through the on-disk cache."""
+    rows = encode_cached(
+        loaded.texts, config=config.encoder, cache_dir=config.cache_dir, progress=config.progress
+    )
+    pool = None
+    if loaded.external_pool is not None:
+        pool = encode_cached(
+            loaded.external_pool.texts,
+            config=config.encoder,
+            cache_dir=config.cache_dir,
+            progress=config.progress,
+        )
+    hits = (rows.cache_hit,) + ((pool.cache_hit,) if pool is not None else ())
+    return EncodedInputs(
+        rows=rows.embeddings,
+        external_pool=pool.embeddings if pool is not None else None,
+        model_hash=rows.model_hash,
+        cache_hits=hits,
+    )
+
+
+def _member_input(
+    loaded: LoadedInputs, splits: Splits, encoded: EncodedInputs, config: RunConfig
+) -> DistillInput:
+    return DistillInput(
+        embeddings=encoded.rows[splits.members],
+        labels=loaded.labels[splits.members],
+        num_classes=len(loaded.labeled.label_names),
+        per_class=config.per_class,
+        seed=derive_seed(config.seed, "distill"),
+    )
+
+
+def distill_step(
+    loaded: LoadedInputs, splits: Splits, encoded: EncodedInputs, config: RunConfig
+) -> SyntheticSet:
+    """Distill the private members into `per_class` examples per class."""
+    return distill(config.method, _member_input(loaded, splits, encoded, config))
+
+
+def _public_pool(
+    loaded: LoadedInputs, splits: Splits, encoded: EncodedInputs
+) -> tuple[list[str], np.ndarray]:
+    if loaded.external_pool is not None and encoded.external_pool is not None:
+        return list(loaded.external_pool.texts), encoded.external_pool
+    texts = loaded.texts
+    return [texts[i] for i in splits.public], encoded.rows[splits.public]
+
+
+def realize_step(
+    loaded: LoadedInputs,
+    splits: Splits,
+    encoded: EncodedInputs,
+    synthetic: SyntheticSet,
+    config: RunConfig,
+) -> RealizedSet:
+    """Turn the synthetic vectors into texts from the public pool (or private records)."""
+    public_texts, public_embeddings = _public_pool(loaded, splits, encoded)
+    texts = loaded.texts
+    pool = RealizationInput(
+        public_texts=public_texts,
+        public_embeddings=public_embeddings,
+        private_texts=[texts[i] for i in splits.members],
+        private_embeddings=encoded.rows[splits.members],
+    )
+    return realize(realization_strategy(config), synthetic, pool)
+
+
+def evaluate_step(
+    loaded: LoadedInputs,
+    splits: Splits,
+    encoded: EncodedInputs,
+    synthetic: SyntheticSet,
+    realized: RealizedSet,
+    config: RunConfig,
+) -> Evaluation:
+    """Heads trained on the synthetic set, the realized texts and the baselines, tested alike."""
+    labels = loaded.labels
+    classes = len(loaded.labeled.label_names)
+    test = LabeledArrays.from_labels(encoded.rows[splits.test], labels[splits.test], classes)
+    full = LabeledArrays.from_labels(encoded.rows[splits.members], labels[splits.members], classes)
+    members = _member_input(loaded, splits, encoded, config)
+
+    def random_k(model_seed: int) -> LabeledArrays:
+        rng = numpy_rng(model_seed, "random-baseline")
+        rows = np.concatenate(
+            [
+                rng.choice(members.class_rows(c), size=config.per_class, replace=False)
+                for c in range(classes)
+            ]
+        )
+        return LabeledArrays(full.x[rows], full.targets[rows])
+
+    synthetic_set = synthetic.training_arrays(classes)
+    realized_set = LabeledArrays.from_labels(realized.embeddings, realized.labels, classes)
+    settings = config.evaluation
+    training = HeadTraining(steps=settings.steps)
+
+    def judge(source: Callable[[int], LabeledArrays], name: str) -> Utility:
+        return evaluate(
+            source,
+            test,
+            heads=settings.heads,
+            seeds=settings.seeds,
+            seed=derive_seed(config.seed, "evaluate"),
+            training=training,
+            label=f"evaluate {name}",
+            progress=config.progress,
+        )
+
+    synthetic_utility = judge(lambda _: synthetic_set, "synthetic")
+    same_vectors = np.array_equal(realized_set.x, synthetic_set.x) and np.array_equal(
+        realized_set.targets, synthetic_set.targets
+    )
+    return Evaluation(
+        synthetic=synthetic_utility,
+        realized=synthetic_utility if same_vectors else judge(lambda _: realized_set, "realized"),
+        full_data=judge(lambda _: full, "full data"),
+        random=judge(random_k, "random k"),
+    )
+
+
+def report_step(
+    staging: Path,
+    loaded: LoadedInputs,
+    splits: Splits,
+    encoded: EncodedInputs,
+    synthetic: SyntheticSet,
+    realized: RealizedSet,
+    evaluation: Evaluation,
+    config: RunConfig,
+) -> dict[str, Any]:
+    """Write the run folder's contents into `staging` and return report.json's content."""
+    record = RunRecord(
+        config=config,
+        labeled=loaded.labeled,
+        external_pool=loaded.external_pool,
+        splits=splits,
+        model_hash=encoded.model_hash,
+        embedding_dim=int(encoded.rows.shape[1]),
+        synthetic=synthetic,
+        realized=realized,
+        utility={
+            "synthetic": evaluation.synthetic,
+            "realized": evaluation.realized,
+            "full_data": evaluation.full_data,
+            "random": evaluation.random,
+        },
+        releases_private_records=method_info(config.method).releases_private_records,
+    )
+    return write_run_folder(staging, record)
+
+
+# --- the chain --------------------------------------------------------------------------------
+
+
+def realization_strategy(config: RunConfig) -> str:
+    """The configured realization, defaulting to the one that fits the method."""
+    if config.realize is not None:
+        return config.realize
+    return (
+        "private-coreset"
+        if method_info(config.method).releases_private_records
+        else "public-nearest"
+    )
+
+
+def check_config(config: RunConfig) -> None:
+    """Reject inconsistent settings before any data is read."""
+    try:
+        info = method_info(config.method)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    strategy = realization_strategy(config)
+    if strategy not in REALIZERS:
+        raise ConfigError(f"unknown --realize {strategy!r}; valid: {', '.join(REALIZERS)}")
+    if config.privacy.enabled and info.releases_private_records:
+        raise ConfigError(
+            f"method '{info.name}' releases private records and has no differentially private "
+            "variant; pass --no-dp to run it without privacy."
+        )
+    check_output_dir(config.out, overwrite=config.overwrite)
+
+
+def call_directly(step: Callable[..., T], *args: Any) -> T:
+    """Run a step in this process, with a one-line progress note on stderr."""
+    started = time.perf_counter()
+    result = step(*args)
+    name = step.__name__.removesuffix("_step")
+    print(f"  {name:<9} done in {time.perf_counter() - started:6.1f} s", file=sys.stderr)
+    return result
+
+
+def execute(config: RunConfig, *, call: StepCaller = call_directly) -> RunResult:
+    """Run every step; the run folder appears only if all of them succeed."""
+    check_config(config)
+    loaded = call(load_step, config)
+    splits = call(split_step, loaded, config)
+    encoded = call(encode_step, loaded, config)
+    synthetic = call(distill_step, loaded, splits, encoded, config)
+    realized = call(realize_step, loaded, splits, encoded, synthetic, config)
+    evaluation = call(evaluate_step, loaded, splits, encoded, synthetic, realized, config)
+    with staged_directory(config.out, overwrite=config.overwrite) as staging:
+        report = call(
+            report_step, staging, loaded, splits, encoded, synthetic, realized, evaluation, config
+        )
+    return RunResult(out=config.out, report=report)
+
+
+def run(config: RunConfig) -> RunResult:
+    """The plain-Python API: one run without Prefect."""
+    return execute(config)

@@ -1,0 +1,44 @@
+"""The Prefect flow runs the library's steps as tasks and writes the same run folder."""
+
+import json
+from pathlib import Path
+
+from tdd_priv.config import RunConfig
+from tests.helpers import tiny_run_overrides
+
+
+def test_flow_runs_every_step_as_a_task(tiny_ag_news: Path, run_out: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.distill import distill_flow
+
+    config = RunConfig().with_overrides(tiny_run_overrides(tiny_ag_news, run_out))
+    state = distill_flow(config.to_dict(), return_state=True)
+    assert state.is_completed()
+    report = json.loads((run_out / "report.json").read_text())
+    assert report["utility"]["synthetic"]["n_models"] == 4
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    names = {run.name.rsplit("-", 1)[0] for run in runs}
+    assert names == {"load", "split", "encode", "distill", "realize", "evaluate", "report"}
+    assert all(run.state is not None and run.state.is_completed() for run in runs)
+
+
+def test_failed_validation_fails_the_flow_and_writes_nothing(
+    tiny_ag_news: Path, run_out: Path
+) -> None:
+    from flows.distill import distill_flow
+
+    config = RunConfig().with_overrides(
+        {**tiny_run_overrides(tiny_ag_news, run_out), "data.text_column": "missing"}
+    )
+    state = distill_flow(config.to_dict(), return_state=True)
+    assert state.is_failed()
+    assert not run_out.exists()
+    assert list(run_out.parent.iterdir()) == []
