@@ -23,7 +23,7 @@ def _as_task(step: Callable[..., T], *args: Any) -> T:
     return as_task(step)(*args)
 
 
-@flow(name="tdd-priv-distill", log_prints=True)
+@flow(name="tdd-priv-distill")
 def distill_flow(config: dict[str, Any]) -> dict[str, Any]:
     """Run the library's chain of steps on a config mapping (RunConfig.to_dict())."""
     return execute(RunConfig.from_dict(config), call=_as_task).report

@@ -11,7 +11,7 @@ from typing import Any
 from tdd_priv.config import RunConfig, load_config_file
 from tdd_priv.errors import TddPrivError
 from tdd_priv.methods import METHODS
-from tdd_priv.pipeline import RunResult, run
+from tdd_priv.pipeline import RunResult, preflight, run
 from tdd_priv.realize import REALIZERS
 from tdd_priv.report import utility_rows
 
@@ -128,6 +128,7 @@ def _summary(result: RunResult) -> str:
 def _run(args: argparse.Namespace) -> int:
     config = _run_config(args)
     if config.orchestrator == "prefect":
+        preflight(config)  # bad input fails in a second, not after the server's start-up
         from flows.distill import run_distill_flow  # the CLI is the one library module allowed this
 
         result = run_distill_flow(config)

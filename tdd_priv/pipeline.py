@@ -46,6 +46,7 @@ __all__ = [
     "StepCaller",
     "call_directly",
     "execute",
+    "preflight",
     "run",
 ]
 
@@ -315,6 +316,15 @@ def check_config(config: RunConfig) -> None:
             "variant; pass --no-dp to run it without privacy."
         )
     check_output_dir(config.out, overwrite=config.overwrite)
+
+
+def preflight(config: RunConfig) -> None:
+    """Validate the config and the data (load and split, in memory) without running anything.
+
+    Lets a front end that is slow to start, such as a Prefect server, fail fast on bad input.
+    """
+    check_config(config)
+    split_step(load_step(config), config)
 
 
 def call_directly(step: Callable[..., T], *args: Any) -> T:

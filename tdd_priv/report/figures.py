@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-__all__ = ["UTILITY_SETS", "plot_utility"]
+__all__ = ["UTILITY_SETS", "plot_utility", "shown_sets"]
 
 # report.json utility key -> label shown to people, in display order.
 UTILITY_SETS = {
@@ -21,12 +21,21 @@ UTILITY_SETS = {
 }
 
 
+def shown_sets(utility: dict[str, Any]) -> list[str]:
+    """The evaluated sets worth showing; the realized texts only when they differ from the
+    synthetic vectors (for coresets they are the same records)."""
+    keys = [key for key in UTILITY_SETS if key in utility]
+    if "realized" in keys and utility["realized"] == utility.get("synthetic"):
+        keys.remove("realized")
+    return keys
+
+
 def plot_utility(utility: dict[str, Any], path: Path) -> None:
     """Test accuracy per head for each training set; dots are single models."""
     heads = list(utility["synthetic"]["by_head"])
-    sets = [key for key in UTILITY_SETS if key in utility]
+    sets = shown_sets(utility)
     width = 0.8 / len(sets)
-    figure, axes = plt.subplots(figsize=(7, 3.6), dpi=120)
+    figure, axes = plt.subplots(figsize=(8, 3.6), dpi=120)
     for i, key in enumerate(sets):
         for h, head in enumerate(heads):
             scores = utility[key]["by_head"][head]
@@ -38,7 +47,7 @@ def plot_utility(utility: dict[str, Any], path: Path) -> None:
     axes.set_ylabel("test accuracy")
     axes.set_ylim(0, 1)
     axes.set_title("Heads trained on each set, tested on the real test split")
-    axes.legend(fontsize=8, loc="lower right")
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tdd_priv.report.figures import UTILITY_SETS
+from tdd_priv.report.figures import UTILITY_SETS, shown_sets
 
 __all__ = ["render_markdown", "utility_rows"]
 
@@ -12,15 +12,12 @@ __all__ = ["render_markdown", "utility_rows"]
 def utility_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     """(set label, "mean ± std (n models)") for every evaluated set, in display order."""
     utility = report["utility"]
-    return [
-        (
-            label,
-            f"{utility[key]['accuracy_mean']:.3f} ± {utility[key]['accuracy_std']:.3f} "
-            f"({utility[key]['n_models']} models)",
-        )
-        for key, label in UTILITY_SETS.items()
-        if key in utility
-    ]
+    rows = []
+    for key in shown_sets(utility):
+        entry = utility[key]
+        summary = f"{entry['accuracy_mean']:.3f} ± {entry['accuracy_std']:.3f}"
+        rows.append((UTILITY_SETS[key], f"{summary} ({entry['n_models']} models)"))
+    return rows
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -51,10 +48,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "| trained on | accuracy | " + " | ".join(heads) + " |",
         "|---|---|" + "---|" * len(heads),
     ]
-    for key, label in UTILITY_SETS.items():
-        if key not in report["utility"]:
-            continue
-        entry = report["utility"][key]
+    for key in shown_sets(report["utility"]):
+        label, entry = UTILITY_SETS[key], report["utility"][key]
         per_head = " | ".join(f"{entry['by_head'][head]['accuracy_mean']:.3f}" for head in heads)
         lines.append(
             f"| {label} | {entry['accuracy_mean']:.3f} ± {entry['accuracy_std']:.3f} | {per_head} |"
