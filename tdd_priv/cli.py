@@ -8,12 +8,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tdd_priv.config import RunConfig, load_config_file
 from tdd_priv.errors import TddPrivError
 from tdd_priv.methods import METHODS
 from tdd_priv.pipeline import RunResult, preflight, run
 from tdd_priv.realize import REALIZERS
 from tdd_priv.report import utility_rows
+from tdd_priv.signing import generate_key_pair, key_id
+from tdd_priv.verify import verify_run
 
 __all__ = ["main"]
 
@@ -43,11 +47,19 @@ _OVERRIDES = {
     "orchestrator": "orchestrator",
     "overwrite": "overwrite",
     "out": "out",
+    "key": "signing_key",
 }
 
 
 def _csv(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     method = runner.add_argument_group("distillation")
     method.add_argument("--method", choices=sorted(METHODS))
     method.add_argument("--per-class", type=int, metavar="K")
+    method.add_argument(
+        "--method-option",
+        action="append",
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="a method setting, e.g. iterations=500 (repeat for several)",
+    )
     method.add_argument("--realize", choices=sorted(REALIZERS))
     method.add_argument("--seed", type=int)
     privacy = runner.add_argument_group("privacy")
@@ -88,8 +107,38 @@ def _parser() -> argparse.ArgumentParser:
     other.add_argument("--orchestrator", choices=["prefect", "local"])
     other.add_argument("--no-progress", action="store_true")
     other.add_argument("--overwrite", action="store_true", default=None)
+    other.add_argument(
+        "--key",
+        type=Path,
+        metavar="FILE",
+        help="Ed25519 private key to sign the run with (default: $TDD_PRIV_SIGNING_KEY, else "
+        "your per-user key, created on first use)",
+    )
     runner.add_argument("--out", type=Path, required=True, metavar="DIR")
+    _add_verify_and_keys(commands)
     return parser
+
+
+def _add_verify_and_keys(commands: Any) -> None:
+    verifier = commands.add_parser(
+        "verify",
+        help="check a run folder's signature, file digests, report schema and ε",
+        description="Exit 0 only if every check passes; otherwise list every failed check.",
+    )
+    verifier.add_argument("dir", type=Path, metavar="DIR", help="the run folder")
+    verifier.add_argument(
+        "--key",
+        type=Path,
+        metavar="PUBKEY",
+        help="the signer's public key (PEM). Without it the key shipped in the folder is used, "
+        "which proves the files are intact but not who signed them",
+    )
+    keys = commands.add_parser("keys", help="manage Ed25519 signing keys")
+    actions = keys.add_subparsers(dest="keys_command", required=True)
+    generate = actions.add_parser(
+        "generate", help="write a new private key FILE (mode 0600) and its public key FILE.pub"
+    )
+    generate.add_argument("file", type=Path, metavar="FILE")
 
 
 def _run_config(args: argparse.Namespace) -> RunConfig:
@@ -105,6 +154,8 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
         overrides["privacy.enabled"] = True
     if args.no_progress:
         overrides["progress"] = False
+    if args.method_option:
+        overrides["method_options"] = {**base.method_options, **dict(args.method_option)}
     return base.with_overrides(overrides)
 
 
@@ -138,10 +189,36 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    verification = verify_run(args.dir, public_key=args.key)
+    for check in verification.checks:
+        print(f"{'✓' if check.passed else '✗'} {check.name}: {check.detail}")
+    failures = verification.failures
+    if not failures:
+        print(f"verified: all {len(verification.checks)} checks passed for {args.dir}")
+        return 0
+    print(
+        f"NOT VERIFIED: {len(failures)} of {len(verification.checks)} checks failed for "
+        f"{args.dir}: {', '.join(check.name for check in failures)}"
+    )
+    return 1
+
+
+def _keys(args: argparse.Namespace) -> int:
+    public_key = generate_key_pair(args.file)
+    print(f"private key  {args.file}  (mode 0600: keep it secret)")
+    print(f"public key   {args.file}.pub  (give it to whoever verifies your runs)")
+    print(f"key id       {key_id(public_key)}")
+    return 0
+
+
+_COMMANDS = {"run": _run, "verify": _verify, "keys": _keys}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _run(args)
+        return _COMMANDS[args.command](args)
     except TddPrivError as error:
         print(f"tdd-priv: error: {error}", file=sys.stderr)
         return 2

@@ -70,6 +70,8 @@ class EvalConfig:
     """How synthetic sets are judged: fresh heads, several seeds each, on the real test split."""
 
     heads: tuple[str, ...] = ("linear", "mlp")
+    text_models: tuple[str, ...] = ("tfidf-lr",)
+    baselines: tuple[str, ...] = ("random", "herding", "kcenter")
     seeds: int = 5
     steps: int = 300
 
@@ -82,6 +84,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     method: str = "herding"
     per_class: int = 10
+    method_options: dict[str, Any] = field(default_factory=dict)
     realize: str | None = None
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -91,6 +94,9 @@ class RunConfig:
     overwrite: bool = False
     orchestrator: Orchestrator = "prefect"
     progress: bool = True
+    # Ed25519 private key that signs the run folder; None: $TDD_PRIV_SIGNING_KEY, else the
+    # per-user key (created on first use). See tdd_priv.signing.
+    signing_key: Path | None = None
 
     def __post_init__(self) -> None:
         if self.per_class < 1:
@@ -156,8 +162,8 @@ _NESTED: dict[str, type] = {
     "encoder": EncoderConfig,
     "evaluation": EvalConfig,
 }
-_PATHS = {"out", "cache_dir"}
-_TUPLES = {"group_columns", "label_names", "heads"}
+_PATHS = {"out", "cache_dir", "signing_key"}
+_TUPLES = {"group_columns", "label_names", "heads", "text_models", "baselines"}
 
 
 def _build(cls: type, payload: Mapping[str, Any], *, where: str) -> Any:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
+from tdd_priv.comparison import CandidateSet, baseline_set, fixed_set, judge
 from tdd_priv.config import RunConfig
 from tdd_priv.data import (
     ColumnMapping,
@@ -30,13 +31,14 @@ from tdd_priv.data import (
 )
 from tdd_priv.encode import encode_cached
 from tdd_priv.errors import ConfigError
-from tdd_priv.evaluate import Utility, evaluate
-from tdd_priv.heads import HeadTraining, LabeledArrays
+from tdd_priv.evaluate import LabeledTexts, Utility
+from tdd_priv.heads import LabeledArrays
 from tdd_priv.methods import DistillInput, SyntheticSet, distill, method_info
 from tdd_priv.realize import REALIZERS, RealizationInput, RealizedSet, realize
 from tdd_priv.report import RunRecord, write_run_folder
 from tdd_priv.rundir import check_output_dir, staged_directory
-from tdd_priv.seeding import derive_seed, numpy_rng
+from tdd_priv.seeding import derive_seed
+from tdd_priv.signing import check_signing_key
 
 __all__ = [
     "EncodedInputs",
@@ -82,12 +84,9 @@ class EncodedInputs:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Test accuracy of heads trained on each set: the synthetic set and the baselines."""
+    """Test accuracy of models trained on each set (synthetic, realized, full data, baselines)."""
 
-    synthetic: Utility
-    realized: Utility
-    full_data: Utility
-    random: Utility
+    utilities: dict[str, Utility]
 
 
 @dataclass(frozen=True)
@@ -171,7 +170,10 @@ def distill_step(
     loaded: LoadedInputs, splits: Splits, encoded: EncodedInputs, config: RunConfig
 ) -> SyntheticSet:
     """Distill the private members into `per_class` examples per class."""
-    return distill(config.method, _member_input(loaded, splits, encoded, config))
+    members = _member_input(loaded, splits, encoded, config)
+    return distill(
+        config.method, replace(members, options=config.method_options, progress=config.progress)
+    )
 
 
 def _public_pool(
@@ -211,48 +213,39 @@ def evaluate_step(
     config: RunConfig,
 ) -> Evaluation:
     """Heads trained on the synthetic set, the realized texts and the baselines, tested alike."""
-    labels = loaded.labels
+    labels, texts = loaded.labels, loaded.texts
     classes = len(loaded.labeled.label_names)
     test = LabeledArrays.from_labels(encoded.rows[splits.test], labels[splits.test], classes)
-    full = LabeledArrays.from_labels(encoded.rows[splits.members], labels[splits.members], classes)
+    test_texts = LabeledTexts([texts[i] for i in splits.test], labels[splits.test])
     members = _member_input(loaded, splits, encoded, config)
-
-    def random_k(model_seed: int) -> LabeledArrays:
-        rng = numpy_rng(model_seed, "random-baseline")
-        rows = np.concatenate(
-            [
-                rng.choice(members.class_rows(c), size=config.per_class, replace=False)
-                for c in range(classes)
-            ]
-        )
-        return LabeledArrays(full.x[rows], full.targets[rows])
-
-    synthetic_set = synthetic.training_arrays(classes)
-    realized_set = LabeledArrays.from_labels(realized.embeddings, realized.labels, classes)
-    settings = config.evaluation
-    training = HeadTraining(steps=settings.steps)
-
-    def judge(source: Callable[[int], LabeledArrays], name: str) -> Utility:
-        return evaluate(
-            source,
-            test,
-            heads=settings.heads,
-            seeds=settings.seeds,
-            seed=derive_seed(config.seed, "evaluate"),
-            training=training,
-            label=f"evaluate {name}",
-            progress=config.progress,
-        )
-
-    synthetic_utility = judge(lambda _: synthetic_set, "synthetic")
-    same_vectors = np.array_equal(realized_set.x, synthetic_set.x) and np.array_equal(
-        realized_set.targets, synthetic_set.targets
+    member_texts = [texts[i] for i in splits.members]
+    synthetic_vectors = synthetic.training_arrays(classes)
+    realized_targets = (
+        realized.soft_labels
+        if realized.soft_labels is not None
+        else np.eye(classes, dtype=np.float32)[realized.labels]
     )
+    candidates = {
+        "synthetic": CandidateSet(lambda _: synthetic_vectors, None, varies_with_seed=False),
+        "realized": fixed_set(LabeledArrays(realized.embeddings, realized_targets), realized.texts),
+        "full_data": fixed_set(
+            LabeledArrays.from_labels(members.embeddings, members.labels, classes), member_texts
+        ),
+        **{name: baseline_set(name, members, member_texts) for name in config.evaluation.baselines},
+    }
     return Evaluation(
-        synthetic=synthetic_utility,
-        realized=synthetic_utility if same_vectors else judge(lambda _: realized_set, "realized"),
-        full_data=judge(lambda _: full, "full data"),
-        random=judge(random_k, "random k"),
+        {
+            name: judge(
+                candidate,
+                test,
+                test_texts,
+                settings=config.evaluation,
+                seed=derive_seed(config.seed, "evaluate"),
+                label=name,
+                progress=config.progress,
+            )
+            for name, candidate in candidates.items()
+        }
     )
 
 
@@ -276,12 +269,7 @@ def report_step(
         embedding_dim=int(encoded.rows.shape[1]),
         synthetic=synthetic,
         realized=realized,
-        utility={
-            "synthetic": evaluation.synthetic,
-            "realized": evaluation.realized,
-            "full_data": evaluation.full_data,
-            "random": evaluation.random,
-        },
+        utility=evaluation.utilities,
         releases_private_records=method_info(config.method).releases_private_records,
     )
     return write_run_folder(staging, record)
@@ -310,12 +298,15 @@ def check_config(config: RunConfig) -> None:
     strategy = realization_strategy(config)
     if strategy not in REALIZERS:
         raise ConfigError(f"unknown --realize {strategy!r}; valid: {', '.join(REALIZERS)}")
-    if config.privacy.enabled and info.releases_private_records:
-        raise ConfigError(
-            f"method '{info.name}' releases private records and has no differentially private "
-            "variant; pass --no-dp to run it without privacy."
+    if config.privacy.enabled and not info.differentially_private:
+        reason = (
+            "releases private records and has no differentially private variant"
+            if info.releases_private_records
+            else "has no differentially private variant yet"
         )
+        raise ConfigError(f"method '{info.name}' {reason}; pass --no-dp to run it without privacy.")
     check_output_dir(config.out, overwrite=config.overwrite)
+    check_signing_key(config.signing_key)
 
 
 def preflight(config: RunConfig) -> None:

@@ -35,6 +35,7 @@ class RealizedSet:
     source: TextSource
     rows: np.ndarray
     strategy: str
+    soft_labels: np.ndarray | None = None  # (m, C) when the synthetic set learned them
 
 
 def _nearest_unused(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -64,6 +65,7 @@ def public_nearest(synthetic: SyntheticSet, pool: RealizationInput) -> RealizedS
         source="public",
         rows=rows,
         strategy="public-nearest",
+        soft_labels=synthetic.soft_labels,
     )
 
 
@@ -81,6 +83,7 @@ def private_coreset(synthetic: SyntheticSet, pool: RealizationInput) -> Realized
         source="private",
         rows=rows,
         strategy="private-coreset",
+        soft_labels=synthetic.soft_labels,
     )
 
 

@@ -35,6 +35,17 @@ def embedding_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield cache
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_config_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A temporary $XDG_CONFIG_HOME, so that runs which sign with the per-user default key
+    create it there, never in the user's home; $TDD_PRIV_SIGNING_KEY is ignored in tests."""
+    home = tmp_path_factory.mktemp("config-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CONFIG_HOME", str(home))
+        patch.delenv("TDD_PRIV_SIGNING_KEY", raising=False)
+        yield home
+
+
 @pytest.fixture(scope="session")
 def tiny_ag_news(shared_datasets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real but small AG News CSV: 60 train and 40 test rows per class, split column kept."""

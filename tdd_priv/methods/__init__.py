@@ -7,6 +7,10 @@ from dataclasses import dataclass
 
 from tdd_priv.methods.base import DistillInput, SyntheticSet
 from tdd_priv.methods.coreset import herding, kcenter, random_subset
+from tdd_priv.methods.dc import gradient_matching
+from tdd_priv.methods.dm import distribution_matching
+from tdd_priv.methods.kip import kernel_inducing_points
+from tdd_priv.methods.mtt import trajectory_matching
 
 __all__ = ["METHODS", "DistillInput", "MethodInfo", "SyntheticSet", "distill", "method_info"]
 
@@ -19,6 +23,7 @@ class MethodInfo:
     run: Callable[[DistillInput], SyntheticSet]
     releases_private_records: bool
     summary: str
+    differentially_private: bool = False
 
 
 METHODS: dict[str, MethodInfo] = {
@@ -27,6 +32,12 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("random", random_subset, True, "k private records per class, uniformly"),
         MethodInfo("herding", herding, True, "k private records per class tracking the mean"),
         MethodInfo("kcenter", kcenter, True, "k private records per class covering the class"),
+        MethodInfo("dm", distribution_matching, False, "distribution matching of random features"),
+        MethodInfo("dc", gradient_matching, False, "gradient matching of a classifier"),
+        MethodInfo("mtt", trajectory_matching, False, "matching expert training trajectories"),
+        MethodInfo(
+            "kip", kernel_inducing_points, False, "kernel ridge regression on a neural kernel"
+        ),
     )
 }
 

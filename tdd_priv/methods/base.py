@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from tdd_priv.heads import LabeledArrays
+from tdd_priv.methods.access import ExactAccess, PrivateAccess
 
 __all__ = ["DistillInput", "SyntheticSet"]
 
@@ -15,6 +17,8 @@ __all__ = ["DistillInput", "SyntheticSet"]
 @dataclass(frozen=True)
 class DistillInput:
     """The private training set in embedding space: the only real data a method may touch.
+
+    Coresets select rows of it directly; learned methods go through `access()`.
 
     embeddings: (n, d) float32, rows L2-normalised; labels: (n,) int64 in [0, num_classes).
     """
@@ -24,6 +28,12 @@ class DistillInput:
     num_classes: int
     per_class: int
     seed: int
+    options: Mapping[str, Any] = field(default_factory=dict)
+    progress: bool = False
+
+    def access(self) -> PrivateAccess:
+        """The gateway through which learned methods see the private set."""
+        return ExactAccess(self.embeddings, self.labels, self.num_classes)
 
     def class_rows(self, label: int) -> np.ndarray:
         """(n_c,) int64 row indices of one class, ascending."""

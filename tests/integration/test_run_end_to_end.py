@@ -20,9 +20,16 @@ def finished_run(tiny_ag_news: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def test_run_folder_has_the_contracted_files(finished_run: Path) -> None:
-    for name in ("synthetic/data.jsonl", "synthetic/data.parquet",
-                 "synthetic/embeddings.safetensors", "report.json", "report.md",
-                 "config.resolved.yaml", "figures/utility.png", "private/splits.json"):  # fmt: skip
+    for name in (
+        "synthetic/data.jsonl",
+        "synthetic/data.parquet",
+        "synthetic/embeddings.safetensors",
+        "report.json",
+        "report.md",
+        "config.resolved.yaml",
+        "figures/utility.png",
+        "private/splits.json",
+    ):
         assert (finished_run / name).is_file(), name
     rows = [
         json.loads(line)
@@ -34,8 +41,18 @@ def test_run_folder_has_the_contracted_files(finished_run: Path) -> None:
 
 def test_report_contract_and_accuracy_band(finished_run: Path) -> None:
     report = json.loads((finished_run / "report.json").read_text())
-    for key in ("schema_version", "run_id", "dataset", "method", "privacy", "utility",
-                "audits", "verdicts", "artifacts", "environment"):  # fmt: skip
+    for key in (
+        "schema_version",
+        "run_id",
+        "dataset",
+        "method",
+        "privacy",
+        "utility",
+        "audits",
+        "verdicts",
+        "artifacts",
+        "environment",
+    ):
         assert key in report, key
     assert report["privacy"]["mode"] == "none"
     assert "verbatim" in report["privacy"]["statement"]
@@ -82,10 +99,29 @@ def test_second_run_hits_the_cache_and_repeats_the_set(
 def test_cli_run_prints_a_summary(
     tiny_ag_news: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["run", "--data", str(tiny_ag_news), "--split-column", "split",
-                 "--method", "kcenter", "--per-class", "3", "--no-dp", "--eval-seeds", "1",
-                 "--heads", "linear", "--orchestrator", "local", "--no-progress",
-                 "--out", str(tmp_path / "cli")])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "--data",
+            str(tiny_ag_news),
+            "--split-column",
+            "split",
+            "--method",
+            "kcenter",
+            "--per-class",
+            "3",
+            "--no-dp",
+            "--eval-seeds",
+            "1",
+            "--heads",
+            "linear",
+            "--orchestrator",
+            "local",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "cli"),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "synthetic (vectors)" in printed and "full private train" in printed
@@ -98,8 +134,20 @@ def test_missing_column_fails_cleanly(
     tiny_ag_news: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "never"
-    code = main(["run", "--data", str(tiny_ag_news), "--text-column", "body", "--no-dp",
-                 "--orchestrator", "local", "--out", str(out)])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "--data",
+            str(tiny_ag_news),
+            "--text-column",
+            "body",
+            "--no-dp",
+            "--orchestrator",
+            "local",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 2
     message = capsys.readouterr().err
     assert "body" in message and "text" in message and "label" in message
@@ -110,8 +158,19 @@ def test_missing_column_fails_cleanly(
 def test_privacy_is_required_to_be_turned_off_explicitly(
     tiny_ag_news: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["run", "--data", str(tiny_ag_news), "--method", "herding",
-                 "--orchestrator", "local", "--out", str(tmp_path / "x")])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "--data",
+            str(tiny_ag_news),
+            "--method",
+            "herding",
+            "--orchestrator",
+            "local",
+            "--out",
+            str(tmp_path / "x"),
+        ]
+    )
     assert code == 2
     assert "--no-dp" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
@@ -121,8 +180,18 @@ def test_existing_run_folder_is_refused_without_overwrite(
     finished_run: Path, tiny_ag_news: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = (finished_run / "report.json").read_bytes()
-    code = main(["run", "--data", str(tiny_ag_news), "--no-dp", "--orchestrator", "local",
-                 "--out", str(finished_run)])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "--data",
+            str(tiny_ag_news),
+            "--no-dp",
+            "--orchestrator",
+            "local",
+            "--out",
+            str(finished_run),
+        ]
+    )
     assert code == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (finished_run / "report.json").read_bytes() == before

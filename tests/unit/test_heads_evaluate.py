@@ -50,8 +50,15 @@ def test_same_seed_same_model_different_seed_differs() -> None:
 
 def test_evaluate_counts_models_and_summarises() -> None:
     train, test = _separable()
-    utility = evaluate(lambda _: train, test, heads=["linear", "mlp"], seeds=3, seed=0,
-                       training=HeadTraining(steps=50), progress=False)  # fmt: skip
+    utility = evaluate(
+        lambda _: train,
+        test,
+        heads=["linear", "mlp"],
+        seeds=3,
+        seed=0,
+        training=HeadTraining(steps=50),
+        progress=False,
+    )
     summary = utility.to_json()
     assert summary["n_models"] == 6
     assert set(summary["by_head"]) == {"linear", "mlp"}
@@ -62,8 +69,15 @@ def test_evaluate_counts_models_and_summarises() -> None:
 def test_evaluate_random_labels_is_near_chance() -> None:
     train, test = _separable()
     shuffled = LabeledArrays(train.x, np.random.default_rng(0).permutation(train.targets))
-    utility = evaluate(lambda _: shuffled, test, heads=["linear"], seeds=2, seed=0,
-                       training=HeadTraining(steps=50), progress=False)  # fmt: skip
+    utility = evaluate(
+        lambda _: shuffled,
+        test,
+        heads=["linear"],
+        seeds=2,
+        seed=0,
+        training=HeadTraining(steps=50),
+        progress=False,
+    )
     assert utility.to_json()["accuracy_mean"] < 0.6
 
 

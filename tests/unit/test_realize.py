@@ -27,8 +27,13 @@ def test_public_nearest_takes_each_text_once() -> None:
 
 
 def test_private_coreset_uses_selected_rows() -> None:
-    synthetic = SyntheticSet(POOL.private_embeddings[[2, 0]], np.array([1, 0]), None, "herding",
-                             private_rows=np.array([2, 0]))  # fmt: skip
+    synthetic = SyntheticSet(
+        POOL.private_embeddings[[2, 0]],
+        np.array([1, 0]),
+        None,
+        "herding",
+        private_rows=np.array([2, 0]),
+    )
     realized = realize("private-coreset", synthetic, POOL)
     assert realized.texts == ("p2", "p0")
     assert realized.source == "private"

@@ -1,0 +1,111 @@
+"""The sets a run is judged against, and how each is judged.
+
+Every set (the synthetic vectors, the realized texts, the full private train set, and the
+random / herding / k-center baselines) is a `CandidateSet`: a training set per model seed, as
+vectors for the embedding heads and, where it is made of texts, as texts for the text models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tdd_priv.config import EvalConfig
+from tdd_priv.evaluate import (
+    LabeledTexts,
+    TextSetSource,
+    TrainingSetSource,
+    Utility,
+    evaluate,
+    evaluate_texts,
+)
+from tdd_priv.heads import HeadTraining, LabeledArrays
+from tdd_priv.methods import DistillInput, distill
+from tdd_priv.seeding import numpy_rng
+
+__all__ = ["BASELINES", "CandidateSet", "baseline_set", "fixed_set", "judge"]
+
+BASELINES = ("random", "herding", "kcenter")
+
+
+@dataclass(frozen=True)
+class CandidateSet:
+    vectors: TrainingSetSource
+    texts: TextSetSource | None
+    varies_with_seed: bool
+
+
+def fixed_set(vectors: LabeledArrays, texts: Sequence[str] | None = None) -> CandidateSet:
+    """A set that is the same for every model seed."""
+    labeled_texts = LabeledTexts(texts, vectors.labels) if texts is not None else None
+    return CandidateSet(
+        vectors=lambda _: vectors,
+        texts=(lambda _: labeled_texts) if labeled_texts is not None else None,
+        varies_with_seed=False,
+    )
+
+
+def baseline_set(name: str, members: DistillInput, texts: Sequence[str]) -> CandidateSet:
+    """k private records per class chosen by a coreset method; `random` redraws per model."""
+    all_vectors = LabeledArrays.from_labels(members.embeddings, members.labels, members.num_classes)
+
+    def rows_for(model_seed: int) -> np.ndarray:
+        if name == "random":
+            rng = numpy_rng(model_seed, "random-baseline")
+            return np.concatenate(
+                [
+                    rng.choice(members.class_rows(c), size=members.per_class, replace=False)
+                    for c in range(members.num_classes)
+                ]
+            )
+        rows = distill(name, members).private_rows
+        assert rows is not None  # coresets always name their rows
+        return rows
+
+    fixed_rows = None if name == "random" else rows_for(members.seed)
+
+    def pick(model_seed: int) -> np.ndarray:
+        return rows_for(model_seed) if fixed_rows is None else fixed_rows
+
+    return CandidateSet(
+        vectors=lambda s: LabeledArrays(all_vectors.x[pick(s)], all_vectors.targets[pick(s)]),
+        texts=lambda s: LabeledTexts([texts[i] for i in pick(s)], members.labels[pick(s)]),
+        varies_with_seed=fixed_rows is None,
+    )
+
+
+def judge(
+    candidate: CandidateSet,
+    test: LabeledArrays,
+    test_texts: LabeledTexts,
+    *,
+    settings: EvalConfig,
+    seed: int,
+    label: str,
+    progress: bool,
+) -> Utility:
+    """Embedding heads (and, for text sets, text models) trained on the set, on the test split."""
+    utility = evaluate(
+        candidate.vectors,
+        test,
+        heads=settings.heads,
+        seeds=settings.seeds,
+        seed=seed,
+        training=HeadTraining(steps=settings.steps),
+        label=f"evaluate {label}",
+        progress=progress,
+    )
+    if candidate.texts is None or not settings.text_models:
+        return utility
+    return utility.with_text_models(
+        evaluate_texts(
+            candidate.texts,
+            test_texts,
+            models=settings.text_models,
+            seeds=settings.seeds,
+            seed=seed,
+            varies_with_seed=candidate.varies_with_seed,
+        )
+    )

@@ -1,0 +1,95 @@
+"""Trajectory matching (MTT; Cazenavette et al. 2022) in embedding space.
+
+Experts are classifiers trained on the real data; their parameters are stored after every
+epoch. A student starts from an expert checkpoint, takes a few gradient steps on the synthetic
+set with a learnable learning rate, and the set is optimised so that the student lands near the
+expert's checkpoint a few epochs later (distance normalised by how far the expert moved).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+
+from tdd_priv.methods.access import ExpertTraining, Trajectory
+from tdd_priv.methods.base import DistillInput, SyntheticSet
+from tdd_priv.methods.learned import InitMode, initial_set, parse_options, training_steps
+from tdd_priv.methods.nets import build_net, cross_entropy, net_params, unflatten
+from tdd_priv.seeding import torch_generator
+
+__all__ = ["MTTConfig", "trajectory_matching"]
+
+
+@dataclass(frozen=True)
+class MTTConfig:
+    experts: int = 4
+    expert_epochs: int = 8
+    expert_learning_rate: float = 0.1
+    expert_batch_size: int = 128
+    max_start_epoch: int = 4  # student starts at an expert checkpoint in [0, this]
+    expert_span: int = 2  # ... and aims at the checkpoint this many epochs later
+    student_steps: int = 20  # gradient steps of the student on the synthetic set
+    initial_student_lr: float = 0.1
+    hidden: int = 128
+    iterations: int = 300
+    learning_rate: float = 0.003
+    lr_learning_rate: float = 1e-3
+    soft_labels: bool = False
+    init: InitMode = "real"
+
+
+def trajectory_matching(inputs: DistillInput) -> SyntheticSet:
+    config = parse_options(MTTConfig, inputs.options, method="mtt")
+    if config.max_start_epoch + config.expert_span > config.expert_epochs:
+        raise ValueError("mtt needs max_start_epoch + expert_span <= expert_epochs")
+    generator = torch_generator(inputs.seed, "mtt")
+    access = inputs.access()
+    classes = access.num_classes
+    training = ExpertTraining(
+        config.expert_epochs, config.expert_learning_rate, config.expert_batch_size
+    )
+    net = build_net(access.dim, classes, hidden=config.hidden, generator=generator)
+    template = net_params(net)
+    trajectories: list[Trajectory] = []
+    for _ in range(config.experts):
+        expert = build_net(access.dim, classes, hidden=config.hidden, generator=generator)
+        trajectories.append(
+            access.expert_trajectory(expert, training=training, generator=generator)
+        )
+
+    learned = initial_set(
+        access,
+        per_class=inputs.per_class,
+        init=config.init,
+        soft_labels=config.soft_labels,
+        generator=generator,
+    )
+    log_lr = torch.tensor(float(config.initial_student_lr)).log().requires_grad_(True)
+    optimizer = torch.optim.Adam(learned.parameters(), lr=config.learning_rate)
+    lr_optimizer = torch.optim.Adam([log_lr], lr=config.lr_learning_rate)
+    loss_of = partial(cross_entropy, net)
+    history: list[float] = []
+    for _, bar in training_steps(config.iterations, desc="mtt", progress=inputs.progress):
+        trajectory = trajectories[int(torch.randint(len(trajectories), (1,), generator=generator))]
+        start = int(torch.randint(config.max_start_epoch + 1, (1,), generator=generator))
+        begin, target = trajectory[start], trajectory[start + config.expert_span]
+        student = begin.clone().requires_grad_(True)
+        targets = learned.targets(classes)
+        lr = log_lr.exp()
+        for _ in range(config.student_steps):
+            step_loss = loss_of(unflatten(student, template), learned.x, targets).mean()
+            (grad,) = torch.autograd.grad(step_loss, student, create_graph=True)
+            student = student - lr * grad
+        loss = (student - target).square().sum() / (begin - target).square().sum()
+        optimizer.zero_grad(set_to_none=True)
+        lr_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        lr_optimizer.step()
+        history.append(loss.item())
+        bar.set_postfix(loss=f"{history[-1]:.4f}", lr=f"{lr.item():.3f}")
+    result = learned.result(method="mtt", config=config, loss_history=history)
+    result.config["learned_student_lr"] = log_lr.exp().item()
+    return result

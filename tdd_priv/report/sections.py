@@ -1,0 +1,517 @@
+"""The report for people as an ordered list of sections, built from report.json's content.
+
+report.md and report.html render the same sections in the same order, so they cannot drift
+apart: a summary box, utility, one section per audit that ran, verdicts, the privacy ledger,
+data, method, environment, what the privacy guarantee covers, and integrity (signature).
+Everything comes from report.json, which never holds private records.
+
+Inline text may use `code` and **bold** (Markdown syntax); the HTML renderer converts them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tdd_priv.report.figures import shown_sets, utility_label
+
+__all__ = [
+    "AUDIT_SECTIONS",
+    "AuditSection",
+    "Badge",
+    "Block",
+    "Cell",
+    "FigureRef",
+    "Paragraph",
+    "Section",
+    "Table",
+    "build_sections",
+    "utility_rows",
+]
+
+Tone = Literal["pass", "fail", "warn", "info"]
+
+
+@dataclass(frozen=True)
+class Badge:
+    """A short coloured label: PASS (green), FAIL / NOT PRIVATE (red), ..."""
+
+    text: str
+    tone: Tone
+
+
+Cell = str | Badge | tuple[Badge | str, ...]
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+    tone: Literal["plain", "warn", "note"] = "plain"
+
+
+@dataclass(frozen=True)
+class Table:
+    header: tuple[str, ...]
+    rows: tuple[tuple[Cell, ...], ...]
+
+
+@dataclass(frozen=True)
+class FigureRef:
+    path: str
+    caption: str
+
+
+Block = Paragraph | Table | FigureRef
+
+
+@dataclass(frozen=True)
+class Section:
+    """`key` is a stable anchor; the summary section is drawn as a box."""
+
+    key: str
+    title: str
+    blocks: tuple[Block, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class AuditSection:
+    """How an audit's section of report.json is introduced: its title, its headline metric
+    (a key of the section) and a sentence on what the metric means."""
+
+    title: str
+    headline: str | None
+    explanation: str
+
+
+# Audit key in report.json -> its section, in display order. Audits not listed still render,
+# titled by their key.
+AUDIT_SECTIONS: dict[str, AuditSection] = {
+    "membership": AuditSection(
+        "Membership inference",
+        "auc",
+        "How well an attacker tells private training records from held-out ones using models "
+        "trained on the released set; AUC 0.5 is chance.",
+    ),
+    "canary": AuditSection(
+        "Canary audit",
+        "epsilon_lower_bound",
+        "An empirical lower bound on ε from canaries inserted with probability ½; it must stay "
+        "below the accountant's ε, else the DP implementation is broken.",
+    ),
+    "leakage": AuditSection(
+        "Leakage",
+        "exact_duplicates",
+        "Released texts that duplicate or nearly duplicate private training records (counted "
+        "and identified by id; the private texts themselves are never in this report).",
+    ),
+    "fairness": AuditSection(
+        "Fairness by group",
+        None,
+        "Metrics of models trained on the released set, broken down by sensitive group.",
+    ),
+    "toxicity": AuditSection(
+        "Toxicity",
+        None,
+        "Toxicity scores of the released texts and what the filter did with them.",
+    ),
+}
+
+
+# --- formatting -----------------------------------------------------------------------------------
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "—" if value is None else str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+            return f"{value:.3g}"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _accuracy(entry: Mapping[str, Any]) -> str:
+    return f"{entry['accuracy_mean']:.3f} ± {entry['accuracy_std']:.3f}"
+
+
+def _scalars(payload: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """Flatten the scalar (and short-list) values of a nested mapping into dotted keys."""
+    rows: list[tuple[str, str]] = []
+    for key, value in payload.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            rows += _scalars(value, prefix=f"{name}.")
+        elif isinstance(value, list):
+            if len(value) <= 8 and all(not isinstance(v, Mapping | list) for v in value):
+                rows.append((name, ", ".join(_number(v) for v in value) or "none"))
+            else:
+                rows.append((name, f"{len(value)} entries (in report.json)"))
+        else:
+            rows.append((name, _number(value)))
+    return rows
+
+
+def _figures(report: Mapping[str, Any], section: str) -> tuple[FigureRef, ...]:
+    return tuple(
+        FigureRef(entry["path"], entry["caption"])
+        for entry in report.get("figures", [])
+        if entry["section"] == section
+    )
+
+
+def utility_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(set label, "mean ± std (n models)") for every evaluated set, in display order."""
+    utility = report["utility"]
+    return [
+        (utility_label(key), f"{_accuracy(utility[key])} ({utility[key]['n_models']} models)")
+        for key in shown_sets(utility)
+    ]
+
+
+def _is_private(report: Mapping[str, Any]) -> bool:
+    return report["privacy"]["mode"] != "none"
+
+
+def _privacy_cell(privacy: Mapping[str, Any]) -> Cell:
+    if privacy["mode"] == "none":
+        return (Badge("NOT PRIVATE", "fail"), privacy.get("statement", ""))
+    return (
+        Badge("DIFFERENTIALLY PRIVATE", "pass"),
+        f"(ε = {privacy['epsilon']:.3g}, δ = {privacy['delta']:.1e}), "
+        f"{privacy['accountant'].upper()} accountant over {len(privacy['mechanisms'])} "
+        "mechanism(s)",
+    )
+
+
+def _verdict_badge(verdict: Mapping[str, Any]) -> Badge:
+    status = str(verdict.get("status", "?"))
+    tone: Tone = "pass" if status == "PASS" else "fail" if status == "FAIL" else "warn"
+    return Badge(status, tone)
+
+
+# --- sections -------------------------------------------------------------------------------------
+
+
+def _summary(report: Mapping[str, Any]) -> Section:
+    dataset, synthetic, utility = report["dataset"], report["synthetic"], report["utility"]
+    method = report["method"]
+    synthetic_mean = utility["synthetic"]["accuracy_mean"]
+    versus = [
+        f"{utility_label(key)} {_accuracy(utility[key])} "
+        f"({synthetic_mean - utility[key]['accuracy_mean']:+.3f})"
+        for key in ("dp_sgd", "full_data", "random")
+        if key in utility
+    ]
+    utility_cell = (
+        f"synthetic **{_accuracy(utility['synthetic'])}** vs " + "; ".join(versus) + " — test "
+        f"accuracy, mean ± std over {utility['synthetic']['n_models']} models (difference in "
+        "brackets)"
+    )
+    verdicts = report.get("verdicts", {})
+    audits_cell: Cell = (
+        tuple(item for name, v in verdicts.items() for item in (_verdict_badge(v), f"{name}  "))
+        if verdicts
+        else "no audit ran for this run"
+    )
+    rows: list[tuple[Cell, ...]] = [
+        (
+            "Dataset",
+            f"{dataset['name']} — {dataset['sizes']['rows']:,} rows, "
+            f"{len(dataset['classes'])} classes ({', '.join(dataset['classes'])})",
+        ),
+        (
+            "Method",
+            f"{method['name']}, k = {method['per_class']} per class "
+            f"({synthetic['size']} texts, realized by {synthetic.get('realization', '?')})",
+        ),
+        ("Privacy", _privacy_cell(report["privacy"])),
+        ("Utility", utility_cell),
+        ("Audits", audits_cell),
+    ]
+    signing = report.get("signing")
+    if signing:
+        signed = (
+            f"Ed25519 key id `{signing['key_id'][:16]}…` (`{signing['envelope']}`; check with "
+            "`tdd-priv verify`)"
+        )
+        rows.append(("Signed", signed))
+    return Section("summary", "Summary", (Table(("", ""), tuple(rows)),))
+
+
+def _utility(report: Mapping[str, Any]) -> Section:
+    utility = report["utility"]
+    protocol = utility.get("protocol", {})
+    heads = list(utility["synthetic"].get("by_head", {}))
+    rows = []
+    for key in shown_sets(utility):
+        entry = utility[key]
+        by_head = entry.get("by_head", {})
+        per_head = tuple(
+            f"{by_head[h]['accuracy_mean']:.3f}" if h in by_head else "—" for h in heads
+        )
+        rows.append((utility_label(key), _accuracy(entry), str(entry["n_models"]), *per_head))
+    intro = (
+        f"Test accuracy on the real test split ({protocol.get('test_split_size', '?')} rows) of "
+        f"fresh heads ({', '.join(heads)}; {protocol.get('seeds_per_head', '?')} seeds each) "
+        f"trained on each set. {protocol.get('note', '')}"
+    )
+    return Section(
+        "utility",
+        "Utility",
+        (
+            Paragraph(intro.strip()),
+            Table(("trained on", "accuracy", "models", *heads), tuple(rows)),
+            *_figures(report, "utility"),
+        ),
+    )
+
+
+def _audit_sections(report: Mapping[str, Any]) -> list[Section]:
+    audits = report.get("audits", {})
+    order = [name for name in AUDIT_SECTIONS if name in audits]
+    order += [name for name in audits if name not in AUDIT_SECTIONS]
+    sections = []
+    for name in order:
+        known = AUDIT_SECTIONS.get(name)
+        payload = audits[name]
+        blocks: list[Block] = []
+        if known is not None:
+            blocks.append(Paragraph(known.explanation))
+            if known.headline and known.headline in payload:
+                blocks.append(
+                    Paragraph(f"**{known.headline}: {_number(payload[known.headline])}**")
+                )
+        scalars = [(k, v) for k, v in _scalars(payload) if known is None or k != known.headline]
+        if scalars:
+            blocks.append(Table(("measure", "value"), tuple(scalars)))
+        blocks += _figures(report, name)
+        sections.append(Section(f"audit-{name}", known.title if known else name, tuple(blocks)))
+    verdicts = report.get("verdicts", {})
+    if verdicts:
+        rows = tuple(
+            (name, _verdict_badge(v), _number(v.get("value")), _number(v.get("threshold")))
+            for name, v in verdicts.items()
+        )
+        sections.append(
+            Section(
+                "verdicts",
+                "Verdicts",
+                (
+                    Paragraph("Each check of the policy, with the measured value and threshold."),
+                    Table(("check", "verdict", "value", "threshold"), rows),
+                ),
+            )
+        )
+    return sections
+
+
+_MECHANISM_COLUMNS = ("name", "noise_multiplier", "sample_rate", "steps")
+
+
+def _prv_cross_check(privacy: Mapping[str, Any]) -> tuple[Paragraph, ...]:
+    if privacy.get("prv_epsilon") is not None:
+        return (
+            Paragraph(
+                f"Cross-check: the PRV accountant gives ε = {privacy['prv_epsilon']:.4g} for the "
+                "same mechanisms (the stated ε is the RDP bound)."
+            ),
+        )
+    if privacy.get("prv_note"):
+        return (Paragraph(f"Cross-check: {privacy['prv_note']}."),)
+    return ()
+
+
+def _privacy(report: Mapping[str, Any]) -> Section:
+    privacy = report["privacy"]
+    mechanisms = privacy["mechanisms"]
+    if not mechanisms:
+        return Section(
+            "privacy",
+            "Privacy ledger",
+            (
+                Paragraph(
+                    "**Not private: the ledger is empty.** " + privacy.get("statement", ""),
+                    tone="warn",
+                ),
+            ),
+        )
+    extra = sorted({k for m in mechanisms for k in m} - set(_MECHANISM_COLUMNS))
+    rows = tuple(
+        tuple(_number(m.get(column)) for column in (*_MECHANISM_COLUMNS, *extra))
+        for m in mechanisms
+    )
+    header = ("mechanism", "noise multiplier σ", "sample rate q", "steps", *extra)
+    return Section(
+        "privacy",
+        "Privacy ledger",
+        (
+            Paragraph(
+                f"(ε = {privacy['epsilon']:.4g}, δ = {privacy['delta']:.2e}) composed over the "
+                f"mechanisms below with the {privacy['accountant'].upper()} accountant of opacus. "
+                + privacy.get("statement", "")
+            ),
+            Table(header, rows),
+            *_prv_cross_check(privacy),
+            Paragraph(
+                "Anyone can recompute ε from this table with opacus; `tdd-priv verify` does.",
+                tone="note",
+            ),
+            *_figures(report, "privacy"),
+        ),
+    )
+
+
+def _data(report: Mapping[str, Any]) -> Section:
+    dataset, synthetic = report["dataset"], report["synthetic"]
+    sizes = dataset["sizes"]
+    pool = dataset.get("public_pool", {})
+    counts = ", ".join(f"{name} {n}" for name, n in synthetic["label_counts"].items())
+    text_source = synthetic.get("text_source")
+    source_note = (
+        Paragraph(
+            "The released texts are records of the private training set (a coreset), copied "
+            "verbatim.",
+            tone="warn",
+        )
+        if synthetic.get("releases_private_records")
+        else Paragraph(f"The released texts come from the {text_source or 'public'} pool.")
+    )
+    return Section(
+        "data",
+        "Data",
+        (
+            Paragraph(
+                f"Dataset {dataset['name']} (fingerprint `{dataset['fingerprint'][:16]}…`). "
+                f"Seeded splits, recorded in `private/splits.json` and never released: "
+                f"{sizes.get('members', '?'):,} private training records (members), "
+                f"{sizes.get('audit', 0):,} held-out audit records, {sizes.get('test', 0):,} "
+                f"test records; public pool of {sizes.get('public_pool', 0):,} texts "
+                f"({pool.get('origin', 'unknown origin')})."
+            ),
+            Paragraph(f"Synthetic set: {synthetic['size']} texts; per label: {counts}."),
+            source_note,
+        ),
+    )
+
+
+def _method(report: Mapping[str, Any]) -> Section:
+    method, encoder = report["method"], report.get("encoder", {})
+    rows = tuple(_scalars(method.get("settings", {})))
+    blocks: list[Block] = [
+        Paragraph(
+            f"{method['name']}, {method['per_class']} per class, in the embedding space of "
+            f"{encoder.get('model', '?')} ({encoder.get('dimension', '?')} dimensions, weights "
+            f"sha256 `{str(encoder.get('model_sha256', '?'))[:12]}…`)."
+        )
+    ]
+    if rows:
+        blocks.append(Table(("setting", "value"), rows))
+    blocks += _figures(report, "method")
+    return Section("method", "Method", tuple(blocks))
+
+
+def _environment(report: Mapping[str, Any]) -> Section:
+    environment = report["environment"]
+    commit = environment.get("commit")
+    if commit is None:
+        commit_text = "unknown (not run from a git checkout)"
+    else:
+        dirty = " with uncommitted changes" if environment.get("commit_dirty") else ""
+        commit_text = f"`{commit}`{dirty}"
+    packages = ", ".join(
+        f"{name} {version or '(not installed)'}"
+        for name, version in environment["packages"].items()
+    )
+    return Section(
+        "environment",
+        "Environment",
+        (
+            Paragraph(
+                f"Seed {environment['seed']}; Python {environment.get('python', '?')} on "
+                f"{environment.get('platform', '?')}; tdd-priv commit {commit_text}."
+            ),
+            Paragraph(f"Packages: {packages}."),
+        ),
+    )
+
+
+def _scope(report: Mapping[str, Any]) -> Section:
+    members = report["dataset"]["sizes"].get("members")
+    outside = (
+        "The utility numbers, audit results and fairness figures in this report were computed "
+        "on private data (training, audit and test splits) without noise: they are **outside** "
+        "any privacy guarantee, and so is this report itself."
+    )
+    if _is_private(report):
+        privacy = report["privacy"]
+        paragraphs = (
+            Paragraph(
+                f"**Covered:** the released synthetic data (texts, labels, embeddings) is "
+                f"(ε = {privacy['epsilon']:.3g}, δ = {privacy['delta']:.1e})-differentially "
+                f"private with respect to adding or removing one record of the private training "
+                f"split ({members:,} records). Everything computed from the noisy releases "
+                "is post-processing and spends no more privacy."
+            ),
+            Paragraph(
+                f"**Not covered:** {outside} A person with several records is protected per "
+                "record, not per person. The encoder, the public pool, label names and "
+                "hyperparameters are assumed public; hyperparameters tuned on private data "
+                "would leak outside ε."
+            ),
+        )
+    else:
+        paragraphs = (
+            Paragraph(
+                "**This run has no differential-privacy guarantee.** "
+                + report["privacy"].get("statement", "")
+                + " Treat every released file as private data.",
+                tone="warn",
+            ),
+            Paragraph(outside),
+        )
+    return Section("scope", "What the privacy guarantee covers", paragraphs)
+
+
+def _integrity(report: Mapping[str, Any]) -> Section:
+    signing = report.get("signing")
+    data_files = tuple(
+        (f"`{item['path']}`", f"`{item['sha256']}`")
+        for item in report.get("artifacts", [])
+        if item["path"].startswith("synthetic/")
+    )
+    blocks: list[Block] = []
+    if signing:
+        blocks.append(
+            Paragraph(
+                f"`{signing['envelope']}` is a DSSE envelope (Ed25519) over an in-toto Statement "
+                "that lists the SHA-256 of every released file, this report included. Signing key "
+                f"id (SHA-256 of the raw public key): `{signing['key_id']}`; the public key is "
+                f"shipped as `{signing['public_key']}`. Check the folder with "
+                "`tdd-priv verify DIR --key PUBKEY`, using a public key obtained from the signer "
+                "yourself: the shipped key proves that the files are intact, not who signed them."
+            )
+        )
+    if data_files:
+        blocks.append(Table(("released data file", "sha256"), data_files))
+    return Section("integrity", "Integrity", tuple(blocks))
+
+
+def build_sections(report: Mapping[str, Any]) -> list[Section]:
+    """Every section of the human-readable report, in display order."""
+    return [
+        _summary(report),
+        _utility(report),
+        *_audit_sections(report),
+        _privacy(report),
+        _data(report),
+        _method(report),
+        _environment(report),
+        _scope(report),
+        _integrity(report),
+    ]
