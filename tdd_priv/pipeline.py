@@ -34,7 +34,7 @@ from tdd_priv.errors import ConfigError
 from tdd_priv.evaluate import LabeledTexts, Utility
 from tdd_priv.heads import LabeledArrays
 from tdd_priv.methods import DistillInput, SyntheticSet, distill, method_info
-from tdd_priv.realize import REALIZERS, RealizationInput, RealizedSet, realize
+from tdd_priv.realize import REALIZERS, RealizationInput, RealizedSet, RealizeSettings, realize
 from tdd_priv.report import RunRecord, write_run_folder
 from tdd_priv.rundir import check_output_dir, staged_directory
 from tdd_priv.seeding import derive_seed
@@ -200,8 +200,10 @@ def realize_step(
         public_embeddings=public_embeddings,
         private_texts=[texts[i] for i in splits.members],
         private_embeddings=encoded.rows[splits.members],
+        private_labels=loaded.labels[splits.members],
     )
-    return realize(realization_strategy(config), synthetic, pool)
+    settings = RealizeSettings(seed=derive_seed(config.seed, "realize"), progress=config.progress)
+    return realize(realization_strategy(config), synthetic, pool, settings)
 
 
 def evaluate_step(

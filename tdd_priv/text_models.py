@@ -24,7 +24,7 @@ def _tfidf_logistic_regression(
 ) -> np.ndarray:
     model = make_pipeline(
         TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-        LogisticRegression(C=10.0, max_iter=2000, random_state=seed),
+        LogisticRegression(C=10.0, max_iter=2000, random_state=seed % 2**32),
     )
     model.fit(list(texts), labels)
     return np.asarray(model.predict(list(test_texts)), dtype=np.int64)

@@ -19,10 +19,11 @@ from typing import Literal
 
 import numpy as np
 import torch
-from opacus import PrivacyEngine
-from opacus.grad_sample import GradSampleModule
+from opacus import PrivacyEngine  # type: ignore[import-untyped]
+from opacus.grad_sample.gsm_base import (  # type: ignore[import-untyped]
+    AbstractGradSampleModule,
+)
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -44,7 +45,9 @@ class DPSGDTraining:
     `batch_size`: expected batch size B; the Poisson sample rate is q = 1 / ceil(n / B), as opacus
     derives it. `epochs`: passes of ceil(n / B) steps each. `max_grad_norm`: clip norm C (the head
     inputs are unit-norm embeddings, so C = 1 clips little). `optimizer`: Adam or SGD with
-    momentum, `learning_rate` for it.
+    momentum, `learning_rate` for it. `grad_sample_mode`: how opacus gets per-example gradient
+    norms: "ghost" (ghost clipping: norms without materialising per-example gradients, ~30x
+    faster for the MLP head) or "hooks" (materialised per-example gradients); same result.
     """
 
     epochs: int = 20
@@ -53,6 +56,7 @@ class DPSGDTraining:
     learning_rate: float = 1e-2
     optimizer: Literal["adam", "sgd"] = "adam"
     momentum: float = 0.9
+    grad_sample_mode: Literal["ghost", "hooks"] = "ghost"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -61,6 +65,10 @@ class DPSGDTraining:
             raise ValueError(f"max_grad_norm must be finite and > 0, got {self.max_grad_norm}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"unknown optimizer {self.optimizer!r}; valid optimizers: adam, sgd")
+        if self.grad_sample_mode not in ("ghost", "hooks"):
+            raise ValueError(
+                f"unknown grad_sample_mode {self.grad_sample_mode!r}; valid modes: ghost, hooks"
+            )
 
 
 DEFAULT_DPSGD = DPSGDTraining()
@@ -163,38 +171,48 @@ def train_dpsgd(
     steps = training.epochs * len(loader)
     noise_multiplier = _noise_multiplier(float(epsilon), float(delta), sample_rate, steps)
     engine = _private_engine()
-    private_model, optimizer, private_loader = engine.make_private(
-        module=model,
-        optimizer=_optimizer(model, training),
-        data_loader=loader,
-        noise_multiplier=noise_multiplier,
-        max_grad_norm=training.max_grad_norm,
-        poisson_sampling=True,
-        noise_generator=torch_generator(seed, "dp_sgd", "noise"),
-    )
-    private_model.train()
+    criterion = nn.CrossEntropyLoss()
     with warnings.catch_warnings():
-        # opacus's per-sample-gradient hooks are full backward hooks; torch warns that they fire
-        # with respect to module outputs when the inputs (the embeddings) need no gradient. That
-        # is what opacus relies on: it takes activations from the forward hook and the output
-        # gradients from this one, so the warning carries no information here.
+        # opacus's per-sample hooks are full backward hooks; torch warns that they fire with
+        # respect to module outputs when the inputs (the embeddings) need no gradient. That is
+        # what opacus relies on: activations come from the forward hook and output gradients
+        # from this one, so the warning carries no information here.
         warnings.filterwarnings(
             "ignore", message="Full backward hook is firing", category=UserWarning
         )
+        private = engine.make_private(
+            module=model,
+            optimizer=_optimizer(model, training),
+            criterion=criterion,
+            data_loader=loader,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=training.max_grad_norm,
+            poisson_sampling=True,
+            noise_generator=torch_generator(seed, "dp_sgd", "noise"),
+            grad_sample_mode=training.grad_sample_mode,
+        )
+        if training.grad_sample_mode == "ghost":
+            private_model, optimizer, private_criterion, private_loader = private
+        else:
+            private_model, optimizer, private_loader = private
+            private_criterion = criterion
+        private_model.train()
         for _ in range(training.epochs):
             for batch_x, batch_y in private_loader:
                 optimizer.zero_grad(set_to_none=True)
                 logits = private_model(batch_x)
                 # An empty Poisson batch still takes a (noise-only) step, so the number of steps
                 # never depends on who is in the data; its zero loss keeps the graph connected.
-                loss = F.cross_entropy(logits, batch_y) if len(batch_y) else logits.sum() * 0.0
+                empty = len(batch_y) == 0
+                loss = logits.sum() * 0.0 if empty else private_criterion(logits, batch_y)
                 loss.backward()
                 optimizer.step()
     record = MechanismRecord(MECHANISM_NAME, noise_multiplier, sample_rate, steps)
     spent = engine.accountant.history
     if spent != [record.history_entry]:
         raise AccountingError(f"opacus accounted {spent}, but the plan was {record.history_entry}")
-    assert isinstance(private_model, GradSampleModule)
+    if not isinstance(private_model, AbstractGradSampleModule):
+        raise TypeError(f"opacus returned {type(private_model).__name__}, not a GradSampleModule")
     trained = private_model.to_standard_module()
     trained.eval()
     return DPSGDResult(trained, record, delta)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from opacus.accountants import PRVAccountant, RDPAccountant
+from opacus.accountants import PRVAccountant, RDPAccountant  # type: ignore[import-untyped]
 
 from tdd_priv.errors import TddPrivError
 
@@ -264,8 +264,8 @@ def privacy_report(
     mechanisms: PrivacyLedger | Sequence[MechanismRecord | Mapping[str, Any]], *, delta: float
 ) -> PrivacyReport:
     """Compose with RDP (stated) and PRV (cross-check; skipped or failed → None and a note)."""
-    records = mechanisms.records if isinstance(mechanisms, PrivacyLedger) else mechanisms
-    records = tuple(_as_record(m) for m in records)
+    given = mechanisms.records if isinstance(mechanisms, PrivacyLedger) else mechanisms
+    records = tuple(_as_record(m) for m in given)
     epsilon = compute_epsilon(records, delta=delta, accountant="rdp")
     prv_epsilon: float | None = None
     note: str | None = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import overload
 
 import torch
 from torch import Tensor, nn
@@ -31,8 +31,6 @@ __all__ = [
     "per_example_norms",
     "poisson_sample",
 ]
-
-_Grads = TypeVar("_Grads", Mapping[str, Tensor], Sequence[Tensor])
 
 # The clip factor is shrunk by this many machine epsilons of the row's dtype, so that rounding in
 # the scaling multiply can never leave a clipped row's norm above C.
@@ -60,23 +58,28 @@ def _rows(per_example: Tensor) -> Tensor:
 def per_example_norms(*per_example: Tensor) -> Tensor:
     """(n,) float64 L2 norm of each example over all given tensors (each (n, ...)) together.
 
-    Computed in float64 after dividing each row by its largest entry, so rows with huge or tiny
-    entries neither overflow nor underflow. Non-finite entries raise `ValueError`.
+    Each row is first divided by its largest entry (across all tensors), then reduced in
+    float64, so rows with huge or tiny entries neither overflow nor underflow. Non-finite entries
+    raise `ValueError`.
     """
     if not per_example:
         raise ValueError("per_example_norms needs at least one tensor")
-    rows = [_rows(t).to(torch.float64) for t in per_example]
+    rows = [_rows(t) for t in per_example]
     n = rows[0].shape[0]
     if any(r.shape[0] != n for r in rows):
         raise ValueError(f"tensors disagree on the number of examples: {[len(r) for r in rows]}")
-    flat = torch.cat(rows, dim=1) if len(rows) > 1 else rows[0]
-    if not bool(torch.isfinite(flat).all()):
+    if not all(bool(torch.isfinite(r).all()) for r in rows):
         raise ValueError("per-example values contain NaN or infinity; clipping needs finite rows")
-    if flat.shape[1] == 0:
+    rows = [r for r in rows if r.shape[1] > 0]
+    if not rows:
         return torch.zeros(n, dtype=torch.float64)
-    scale = flat.abs().amax(dim=1)
+    scale = torch.stack([r.detach().abs().amax(dim=1).to(torch.float64) for r in rows]).amax(0)
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-    return torch.linalg.vector_norm(flat / safe[:, None], dim=1) * scale
+    squares = sum(
+        torch.linalg.vector_norm(r / safe.to(r.dtype)[:, None], dim=1, dtype=torch.float64) ** 2
+        for r in rows
+    )
+    return torch.as_tensor(squares).sqrt() * scale
 
 
 def _clip_factors(norms: Tensor, max_norm: float, dtype: torch.dtype) -> Tensor:
@@ -90,8 +93,23 @@ def _clip_factors(norms: Tensor, max_norm: float, dtype: torch.dtype) -> Tensor:
 
 
 def _scale_rows(per_example: Tensor, factors: Tensor) -> Tensor:
+    """Row i times factors[i] (float64), rounded once into the input's dtype."""
     shape = (per_example.shape[0],) + (1,) * (per_example.ndim - 1)
-    return per_example * factors.to(per_example.dtype).reshape(shape)
+    dtype = per_example.dtype
+    if bool((factors >= torch.finfo(dtype).tiny).all()):
+        return per_example * factors.to(dtype).reshape(shape)
+    # A factor below the dtype's smallest normal number (a huge row clipped to a small C) would
+    # lose its precision or vanish when cast: multiply in float64 and round only the product.
+    return (per_example.to(torch.float64) * factors.reshape(shape)).to(dtype)
+
+
+def _bounded(clipped: Sequence[Tensor], max_norm: float) -> list[Tensor]:
+    """Zero any row that rounding into its dtype left above C (only possible when C·(row's share)
+    falls into the subnormal range). Any map into the C-ball keeps the sensitivity C."""
+    over = per_example_norms(*clipped) > max_norm
+    if not bool(over.any()):
+        return list(clipped)
+    return [_scale_rows(t, (~over).to(torch.float64)) for t in clipped]
 
 
 def clip_per_example(per_example: Tensor, *, max_norm: float) -> Tensor:
@@ -104,10 +122,18 @@ def clip_per_example(per_example: Tensor, *, max_norm: float) -> Tensor:
         _rows(per_example)
         return per_example.clone()
     factors = _clip_factors(per_example_norms(per_example), max_norm, per_example.dtype)
-    return _scale_rows(per_example, factors)
+    return _bounded([_scale_rows(per_example, factors)], max_norm)[0]
 
 
-def clip_per_example_grads(grads: _Grads, *, max_norm: float) -> _Grads:
+@overload
+def clip_per_example_grads(
+    grads: Mapping[str, Tensor], *, max_norm: float
+) -> dict[str, Tensor]: ...
+@overload
+def clip_per_example_grads(grads: Sequence[Tensor], *, max_norm: float) -> list[Tensor]: ...
+def clip_per_example_grads(
+    grads: Mapping[str, Tensor] | Sequence[Tensor], *, max_norm: float
+) -> dict[str, Tensor] | list[Tensor]:
     """Clip per-example gradients given per parameter ({name: (n, *shape)} or [(n, *shape)]).
 
     The norm of example i is taken over all parameters together ("flat" clipping, as opacus
@@ -124,10 +150,10 @@ def clip_per_example_grads(grads: _Grads, *, max_norm: float) -> _Grads:
     else:
         dtype = min((t.dtype for t in tensors), key=lambda d: torch.finfo(d).bits)
         factors = _clip_factors(per_example_norms(*tensors), max_norm, dtype)
-        clipped = [_scale_rows(t, factors) for t in tensors]
+        clipped = _bounded([_scale_rows(t, factors) for t in tensors], max_norm)
     if isinstance(grads, Mapping):
-        return dict(zip(grads.keys(), clipped, strict=True))  # type: ignore[return-value]
-    return clipped  # type: ignore[return-value]
+        return dict(zip(grads.keys(), clipped, strict=True))
+    return clipped
 
 
 def _gaussian_noise(

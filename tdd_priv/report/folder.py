@@ -101,12 +101,14 @@ def write_run_folder(
         "envelope": ENVELOPE_FILE,
         "predicate_type": PREDICATE_TYPE,
     }
+    report["figures"] = []
+    report["artifacts"] = _artifacts(folder)  # the data files so far, for the rendered reports
+    validate_report(report)  # a report that breaks its own schema is a bug: never sign one
     report["figures"] = draw_figures(report, folder / "figures")
-    report["artifacts"] = _artifacts(folder)  # the data files, for the rendered reports
     (folder / "report.md").write_text(render_markdown(report), encoding="utf-8")
     (folder / "report.html").write_text(render_html(report, folder), encoding="utf-8")
     report["artifacts"] = _artifacts(folder)
-    validate_report(report)  # a report that breaks its own schema is a bug: never sign one
+    validate_report(report)
     (folder / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     sign_run_folder(folder, key)
     return report

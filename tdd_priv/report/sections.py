@@ -208,10 +208,12 @@ def _summary(report: Mapping[str, Any]) -> Section:
         for key in ("dp_sgd", "full_data", "random")
         if key in utility
     ]
+    released = f"synthetic **{_accuracy(utility['synthetic'])}**"
+    if "realized" in shown_sets(utility):
+        released += f" (as texts **{_accuracy(utility['realized'])}**)"
     utility_cell = (
-        f"synthetic **{_accuracy(utility['synthetic'])}** vs " + "; ".join(versus) + " — test "
-        f"accuracy, mean ± std over {utility['synthetic']['n_models']} models (difference in "
-        "brackets)"
+        f"{released} vs " + "; ".join(versus) + " — test accuracy, mean ± std over "
+        f"{utility['synthetic']['n_models']} models (difference in brackets)"
     )
     verdicts = report.get("verdicts", {})
     audits_cell: Cell = (

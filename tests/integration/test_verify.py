@@ -34,7 +34,13 @@ def signer(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def signed_run(tiny_ag_news: Path, signer: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "signed"
-    overrides = {**tiny_run_overrides(tiny_ag_news, out), "signing_key": str(signer)}
+    overrides = {
+        **tiny_run_overrides(tiny_ag_news, out),
+        "signing_key": str(signer),
+        # Signing does not depend on how utility is measured: keep the run short.
+        "evaluation.text_models": [],
+        "evaluation.baselines": ["random"],
+    }
     run(RunConfig().with_overrides(overrides))
     return out
 

@@ -15,6 +15,7 @@ POOL = RealizationInput(
     public_embeddings=_unit([[1, 0], [0, 1], [0.1, 1], [-1, 0]]),
     private_texts=["p0", "p1", "p2"],
     private_embeddings=_unit([[1, 0.1], [0, 1], [-1, 0.1]]),
+    private_labels=np.array([0, 1, 1]),
 )
 
 
