@@ -32,6 +32,7 @@ from tdd_priv.data import (
 from tdd_priv.encode import encode_cached
 from tdd_priv.errors import ConfigError
 from tdd_priv.evaluate import LabeledTexts, Utility
+from tdd_priv.extensions import NO_EXTENSIONS, Extensions
 from tdd_priv.heads import LabeledArrays
 from tdd_priv.methods import DistillInput, SyntheticSet, distill, method_info
 from tdd_priv.realize import REALIZERS, RealizationInput, RealizedSet, RealizeSettings, realize
@@ -329,8 +330,17 @@ def call_directly(step: Callable[..., T], *args: Any) -> T:
     return result
 
 
-def execute(config: RunConfig, *, call: StepCaller = call_directly) -> RunResult:
-    """Run every step; the run folder appears only if all of them succeed."""
+def execute(
+    config: RunConfig,
+    *,
+    call: StepCaller = call_directly,
+    extensions: Extensions = NO_EXTENSIONS,
+) -> RunResult:
+    """Run every step; the run folder appears only if all of them succeed.
+
+    `extensions` carries the toxicity scorers and auditors from `audits/` (see
+    tdd_priv.extensions); the library itself never imports them.
+    """
     check_config(config)
     loaded = call(load_step, config)
     splits = call(split_step, loaded, config)
@@ -345,6 +355,6 @@ def execute(config: RunConfig, *, call: StepCaller = call_directly) -> RunResult
     return RunResult(out=config.out, report=report)
 
 
-def run(config: RunConfig) -> RunResult:
+def run(config: RunConfig, *, extensions: Extensions = NO_EXTENSIONS) -> RunResult:
     """The plain-Python API: one run without Prefect."""
-    return execute(config)
+    return execute(config, extensions=extensions)

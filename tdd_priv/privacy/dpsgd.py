@@ -19,8 +19,8 @@ from typing import Literal
 
 import numpy as np
 import torch
-from opacus import PrivacyEngine  # type: ignore[import-untyped]
-from opacus.grad_sample.gsm_base import (  # type: ignore[import-untyped]
+from opacus import PrivacyEngine
+from opacus.grad_sample.gsm_base import (
     AbstractGradSampleModule,
 )
 from torch import nn

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from opacus.accountants import PRVAccountant, RDPAccountant  # type: ignore[import-untyped]
+from opacus.accountants import PRVAccountant, RDPAccountant
 
 from tdd_priv.errors import TddPrivError
 

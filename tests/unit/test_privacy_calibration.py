@@ -81,7 +81,7 @@ def test_a_plan_that_releases_nothing_needs_no_noise() -> None:
 
 @pytest.mark.parametrize("plan_name", ["one-shot", "mixed"])
 def test_unreachable_budget_says_how_to_fix_it(plan_name: str) -> None:
-    # RDP with opacus's orders (<= 63) cannot certify ε below about log(1/δ)/62 at any σ.
+    # RDP over opacus's orders (<= 63) cannot certify ε below about 0.10 at δ = 1e-5, at any σ.
     with pytest.raises(ConfigError, match="raise --epsilon") as caught:
         calibrate_noise(target_epsilon=0.05, delta=1e-5, plan=PLANS[plan_name])
     assert "ε = 0.1" in str(caught.value)  # the floor it reports

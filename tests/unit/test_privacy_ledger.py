@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +151,26 @@ def test_summary_falls_back_to_rdp_when_prv_fails(monkeypatch: pytest.MonkeyPatc
     assert summary["epsilon"] == pytest.approx(7.329, abs=5e-4)
     assert summary["prv_epsilon"] is None
     assert "PRV failed" in summary["prv_note"] and "domain too large" in summary["prv_note"]
+
+
+def test_docs_snippet_recomputes_the_stated_epsilon_with_opacus_alone(tmp_path: Path) -> None:
+    """docs/privacy.md shows how to recompute ε from report.json; run that very snippet."""
+    docs = Path(__file__).resolve().parents[2] / "docs" / "privacy.md"
+    snippet = docs.read_text(encoding="utf-8").split("```python\n")[1].split("```")[0]
+    ledger = PrivacyLedger(
+        [
+            MechanismRecord("counts", 4.0, 1.0, 1),
+            MechanismRecord("dc.gradients", 1.1, 0.02, 300),
+            MechanismRecord("dm.class_sums", 2.0, 1.0, 1),
+            MechanismRecord("dc.gradients", 1.1, 0.02, 200),
+            MechanismRecord("idle", 1.0, 0.3, 0),
+        ]
+    )
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"privacy": epsilon_summary(ledger, delta=1e-5)}))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(snippet.replace("DIR/report.json", str(report)), {})
+    recomputed, stated = (float(part) for part in printed.getvalue().split("stated:"))
+    assert recomputed == pytest.approx(stated, rel=1e-12)
+    assert stated == ledger.epsilon(delta=1e-5)
