@@ -35,10 +35,19 @@ from tdd_priv.evaluate import LabeledTexts, Utility
 from tdd_priv.extensions import NO_EXTENSIONS, Extensions
 from tdd_priv.heads import LabeledArrays
 from tdd_priv.methods import DistillInput, SyntheticSet, distill, method_info
+from tdd_priv.privacy import (
+    PrivacyLedger,
+    calibrate_noise,
+    check_delta,
+    default_delta,
+    epsilon_summary,
+)
+from tdd_priv.privacy.access import NoisyAccess
+from tdd_priv.privacy.dpsgd import dpsgd_utility
 from tdd_priv.realize import REALIZERS, RealizationInput, RealizedSet, RealizeSettings, realize
 from tdd_priv.report import RunRecord, write_run_folder
 from tdd_priv.rundir import check_output_dir, staged_directory
-from tdd_priv.seeding import derive_seed
+from tdd_priv.seeding import derive_seed, torch_generator
 from tdd_priv.signing import check_signing_key
 
 __all__ = [
@@ -170,11 +179,49 @@ def _member_input(
 def distill_step(
     loaded: LoadedInputs, splits: Splits, encoded: EncodedInputs, config: RunConfig
 ) -> SyntheticSet:
-    """Distill the private members into `per_class` examples per class."""
-    members = _member_input(loaded, splits, encoded, config)
-    return distill(
-        config.method, replace(members, options=config.method_options, progress=config.progress)
+    """Distill the private members into `per_class` examples per class.
+
+    Under DP, σ is calibrated for everything the method will release before any private data is
+    touched; the method then sees the data only through the noisy gateway, whose ledger must
+    come out exactly as planned.
+    """
+    members = replace(
+        _member_input(loaded, splits, encoded, config),
+        options=config.method_options,
+        progress=config.progress,
     )
+    if not config.privacy.enabled:
+        return distill(config.method, members)
+    variant = method_info(config.method).private
+    assert variant is not None  # check_config refuses DP for methods without a private variant
+    options = variant.options(config.method_options, method=config.method)
+    n, classes = len(members.labels), members.num_classes
+    delta = privacy_delta(config, n)
+    plan = variant.plan(options, n, classes)
+    sigma = calibrate_noise(target_epsilon=config.privacy.epsilon, delta=delta, plan=plan)
+    ledger = PrivacyLedger()
+    gateway = NoisyAccess(
+        members.embeddings,
+        members.labels,
+        classes,
+        noise_multiplier=sigma,
+        max_norm=options.clip_norm,
+        generator=torch_generator(config.seed, "privacy-noise"),
+        ledger=ledger,
+    )
+    options_used = {**variant.defaults, **config.method_options}
+    synthetic = distill(config.method, replace(members, options=options_used, gateway=gateway))
+    planned = [mechanism.at(sigma) for mechanism in plan]
+    if sorted(ledger.records, key=repr) != sorted(PrivacyLedger(planned).records, key=repr):
+        raise AssertionError(f"the method spent {ledger.records}, but the plan was {planned}")
+    return replace(synthetic, privacy=epsilon_summary(ledger, delta=delta))
+
+
+def privacy_delta(config: RunConfig, n: int) -> float:
+    """The run's δ: as configured, else 1 / (10·n); refused when δ >= 1/n."""
+    delta = config.privacy.delta if config.privacy.delta is not None else default_delta(n)
+    check_delta(delta, n)
+    return delta
 
 
 def _public_pool(
@@ -193,15 +240,20 @@ def realize_step(
     synthetic: SyntheticSet,
     config: RunConfig,
 ) -> RealizedSet:
-    """Turn the synthetic vectors into texts from the public pool (or private records)."""
+    """Turn the synthetic vectors into texts from the public pool (or private records).
+
+    Under DP the realizers get no private data at all: only the released synthetic set and the
+    public pool, so realization is post-processing.
+    """
     public_texts, public_embeddings = _public_pool(loaded, splits, encoded)
     texts = loaded.texts
+    private = not config.privacy.enabled
     pool = RealizationInput(
         public_texts=public_texts,
         public_embeddings=public_embeddings,
-        private_texts=[texts[i] for i in splits.members],
-        private_embeddings=encoded.rows[splits.members],
-        private_labels=loaded.labels[splits.members],
+        private_texts=[texts[i] for i in splits.members] if private else None,
+        private_embeddings=encoded.rows[splits.members] if private else None,
+        private_labels=loaded.labels[splits.members] if private else None,
     )
     settings = RealizeSettings(seed=derive_seed(config.seed, "realize"), progress=config.progress)
     return realize(realization_strategy(config), synthetic, pool, settings)
@@ -236,20 +288,33 @@ def evaluate_step(
         ),
         **{name: baseline_set(name, members, member_texts) for name in config.evaluation.baselines},
     }
-    return Evaluation(
-        {
-            name: judge(
-                candidate,
-                test,
-                test_texts,
-                settings=config.evaluation,
-                seed=derive_seed(config.seed, "evaluate"),
-                label=name,
-                progress=config.progress,
-            )
-            for name, candidate in candidates.items()
-        }
-    )
+    seed = derive_seed(config.seed, "evaluate")
+    utilities = {
+        name: judge(
+            candidate,
+            test,
+            test_texts,
+            settings=config.evaluation,
+            seed=seed,
+            label=name,
+            progress=config.progress,
+        )
+        for name, candidate in candidates.items()
+    }
+    if config.privacy.enabled:
+        # The baseline every DP result is compared with: the same heads trained with DP-SGD on
+        # the real members at the same (ε, δ).
+        utilities["dp_sgd"] = dpsgd_utility(
+            LabeledArrays.from_labels(members.embeddings, members.labels, classes),
+            test,
+            heads=config.evaluation.heads,
+            seeds=config.evaluation.seeds,
+            seed=seed,
+            epsilon=config.privacy.epsilon,
+            delta=privacy_delta(config, len(members.labels)),
+            progress=config.progress,
+        )
+    return Evaluation(utilities)
 
 
 def report_step(
@@ -274,6 +339,7 @@ def report_step(
         realized=realized,
         utility=evaluation.utilities,
         releases_private_records=method_info(config.method).releases_private_records,
+        privacy=synthetic.privacy,
     )
     return write_run_folder(staging, record)
 
@@ -308,6 +374,11 @@ def check_config(config: RunConfig) -> None:
             else "has no differentially private variant yet"
         )
         raise ConfigError(f"method '{info.name}' {reason}; pass --no-dp to run it without privacy.")
+    if config.privacy.enabled and strategy == "private-coreset":
+        raise ConfigError(
+            "--realize private-coreset releases private records; under DP use public-nearest or "
+            "public-match, or pass --no-dp."
+        )
     check_output_dir(config.out, overwrite=config.overwrite)
     check_signing_key(config.signing_key)
 

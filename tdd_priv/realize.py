@@ -20,14 +20,17 @@ TextSource = Literal["public", "private"]
 
 @dataclass(frozen=True)
 class RealizationInput:
-    """Candidate texts with their embeddings ((n, d) float32, L2-normalised rows), and the
-    private training set's labels (public-match optimises against them: not private)."""
+    """Candidate texts with their embeddings ((n, d) float32, L2-normalised rows).
+
+    The private fields are None under DP: realizers may then use only the public pool and the
+    released synthetic set.
+    """
 
     public_texts: Sequence[str]
     public_embeddings: np.ndarray
-    private_texts: Sequence[str]
-    private_embeddings: np.ndarray
-    private_labels: np.ndarray
+    private_texts: Sequence[str] | None = None
+    private_embeddings: np.ndarray | None = None
+    private_labels: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ def private_coreset(
     synthetic: SyntheticSet, pool: RealizationInput, settings: RealizeSettings
 ) -> RealizedSet:
     """The private records themselves: the selected rows of a coreset, else the nearest ones."""
+    if pool.private_texts is None or pool.private_embeddings is None:
+        raise ValueError("private-coreset needs the private records, which DP runs never pass")
     rows = (
         synthetic.private_rows
         if synthetic.private_rows is not None
@@ -117,19 +122,27 @@ def _candidates(synthetic: SyntheticSet, pool: RealizationInput, per_vector: int
 def public_match(
     synthetic: SyntheticSet, pool: RealizationInput, settings: RealizeSettings
 ) -> RealizedSet:
-    """Labeled public texts chosen greedily so that kernel ridge regression on them predicts the
-    private training labels best; candidates are the public texts near the synthetic set."""
+    """Labeled public texts chosen greedily so that kernel ridge regression on them best predicts
+    a reference labeled set; candidates are the public texts near the synthetic set.
+
+    The reference is the private training set when the run is not private (a sample of
+    `real_batch` records), and the released synthetic set itself (its vectors and labels) under
+    DP, which makes the selection post-processing.
+    """
     candidates = _candidates(synthetic, pool, settings.candidates_per_vector)
-    rng = numpy_rng(settings.seed, "public-match")
-    real = rng.choice(
-        len(pool.private_labels),
-        size=min(settings.real_batch, len(pool.private_labels)),
-        replace=False,
-    )
     classes = int(synthetic.labels.max()) + 1
+    if pool.private_embeddings is not None and pool.private_labels is not None:
+        rng = numpy_rng(settings.seed, "public-match")
+        n = len(pool.private_labels)
+        real = rng.choice(n, size=min(settings.real_batch, n), replace=False)
+        reference_x = pool.private_embeddings[real]
+        reference_y = np.eye(classes, dtype=np.float32)[pool.private_labels[real]]
+    else:
+        reference_x = synthetic.embeddings
+        reference_y = synthetic.training_arrays(classes).targets
     selection = greedy_kernel_selection(
-        torch.from_numpy(pool.private_embeddings[real]),
-        torch.from_numpy(pool.private_labels[real]),
+        torch.from_numpy(np.ascontiguousarray(reference_x, dtype=np.float32)),
+        torch.from_numpy(np.ascontiguousarray(reference_y, dtype=np.float32)),
         torch.from_numpy(pool.public_embeddings[candidates]),
         per_class=int(np.bincount(synthetic.labels).max()),
         num_classes=classes,

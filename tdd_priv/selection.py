@@ -43,7 +43,8 @@ def greedy_kernel_selection(
 ) -> Selection:
     """Choose `per_class` candidates per class minimising the ridge loss on (real_x, real_y).
 
-    real_x: (n, d) real embeddings, real_y: (n,) int64; candidates: (N, d) public embeddings.
+    real_x: (n, d) reference embeddings, real_y: (n, C) reference targets (one-hot or soft);
+    candidates: (N, d) public embeddings.
     """
     if len(candidates) < per_class * num_classes:
         raise ValueError(
@@ -52,7 +53,7 @@ def greedy_kernel_selection(
         )
     k = KERNELS[kernel]
     x, cand = real_x.double(), candidates.double()
-    targets = torch.nn.functional.one_hot(real_y, num_classes).double()  # (n, C)
+    targets = real_y.double()  # (n, C)
     k_xc = k(x, cand)  # (n, N), fixed for the whole selection
     k_cc_diag = torch.cat([k(part, part).diagonal() for part in cand.split(1024)])
     # λ scales with the kernel's typical diagonal, as in KIP's krr_predict.

@@ -75,16 +75,30 @@ class PrivateAccess(Protocol):
         """(p,) mean of `statistic` over (a batch of) the real examples of one class."""
         ...
 
+    def class_means(self, statistic: Statistic) -> torch.Tensor:
+        """(C, p) means of `statistic` over all real examples of each class (one release)."""
+        ...
+
     def mean_gradient(
         self,
         loss: PerExampleLoss,
         params: Mapping[str, torch.Tensor],
         *,
-        label: int | None,
         batch_size: int | None,
         generator: torch.Generator,
     ) -> MeanGradient:
-        """Gradient of the mean per-example loss over a real batch (of one class, or all)."""
+        """Gradient of the mean per-example loss over a batch of real examples of all classes."""
+        ...
+
+    def class_mean_gradients(
+        self,
+        loss: PerExampleLoss,
+        params: Mapping[str, torch.Tensor],
+        *,
+        batch_size: int,
+        generator: torch.Generator,
+    ) -> list[MeanGradient]:
+        """Per class, the gradient of the mean loss over a batch of that class's examples."""
         ...
 
     def expert_trajectory(
@@ -148,16 +162,38 @@ class ExactAccess:
         with torch.no_grad():
             return statistic(self._x[rows]).mean(dim=0)
 
+    def class_means(self, statistic: Statistic) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.stack(
+                [statistic(self._x[rows]).mean(dim=0) for rows in self._rows.values()]
+            )
+
     def mean_gradient(
         self,
         loss: PerExampleLoss,
         params: Mapping[str, torch.Tensor],
         *,
-        label: int | None,
         batch_size: int | None,
         generator: torch.Generator,
     ) -> MeanGradient:
-        rows = self._batch(label, batch_size, generator)
+        return self._mean_gradient(loss, params, self._batch(None, batch_size, generator))
+
+    def class_mean_gradients(
+        self,
+        loss: PerExampleLoss,
+        params: Mapping[str, torch.Tensor],
+        *,
+        batch_size: int,
+        generator: torch.Generator,
+    ) -> list[MeanGradient]:
+        return [
+            self._mean_gradient(loss, params, self._batch(c, batch_size, generator))
+            for c in range(self._num_classes)
+        ]
+
+    def _mean_gradient(
+        self, loss: PerExampleLoss, params: Mapping[str, torch.Tensor], rows: torch.Tensor
+    ) -> MeanGradient:
         leaves = {name: p.detach().requires_grad_(True) for name, p in params.items()}
         mean_loss = loss(leaves, self._x[rows], self._y[rows]).mean()
         grads = torch.autograd.grad(mean_loss, list(leaves.values()))

@@ -30,9 +30,12 @@ class DistillInput:
     seed: int
     options: Mapping[str, Any] = field(default_factory=dict)
     progress: bool = False
+    gateway: PrivateAccess | None = None  # a DP gateway; None: exact access (non-private)
 
     def access(self) -> PrivateAccess:
         """The gateway through which learned methods see the private set."""
+        if self.gateway is not None:
+            return self.gateway
         return ExactAccess(self.embeddings, self.labels, self.num_classes)
 
     def class_rows(self, label: int) -> np.ndarray:
@@ -56,6 +59,7 @@ class SyntheticSet:
     config: dict[str, Any] = field(default_factory=dict)
     loss_history: tuple[float, ...] = ()
     private_rows: np.ndarray | None = None
+    privacy: Mapping[str, Any] | None = None  # the privacy report when made under DP
 
     def training_arrays(self, num_classes: int) -> LabeledArrays:
         """The set as a training set for heads: soft labels when learned, else one-hot."""

@@ -17,9 +17,10 @@ import torch
 from tdd_priv.methods.base import DistillInput, SyntheticSet
 from tdd_priv.methods.learned import InitMode, initial_set, parse_options, training_steps
 from tdd_priv.methods.nets import Params, build_net, cross_entropy, net_params
+from tdd_priv.privacy.calibration import PlannedMechanism
 from tdd_priv.seeding import torch_generator
 
-__all__ = ["DCConfig", "gradient_distance", "gradient_matching"]
+__all__ = ["DCConfig", "dc_privacy_plan", "gradient_distance", "gradient_matching"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class DCConfig:
     learning_rate: float = 0.003
     batch_size: int = 256  # real examples per class and step
     soft_labels: bool = False
+    clip_norm: float = 1.0  # per-example gradient clip under DP
     init: InitMode = "real"
 
 
@@ -79,10 +81,11 @@ def gradient_matching(inputs: DistillInput) -> SyntheticSet:
             )
         targets = learned.targets(classes)
         loss = torch.zeros(())
+        released = access.class_mean_gradients(
+            loss_of, params, batch_size=config.batch_size, generator=generator
+        )
         for c in range(classes):
-            real = access.mean_gradient(
-                loss_of, params, label=c, batch_size=config.batch_size, generator=generator
-            ).gradients
+            real = released[c].gradients
             leaves = {name: p.requires_grad_(True) for name, p in params.items()}
             mask = learned.labels == c
             syn_loss = loss_of(leaves, learned.x[mask], targets[mask]).mean()
@@ -115,3 +118,13 @@ def _train_on_synthetic(
             for (name, p), g in zip(params.items(), grads, strict=True)
         }
     return {name: p.detach() for name, p in params.items()}
+
+
+def dc_privacy_plan(config: DCConfig, n: int, classes: int) -> list[PlannedMechanism]:
+    """Per step, one release of per-class gradient sums (disjoint classes: one mechanism) at
+    q = batch_size·C / n; plus the class counts that turn sums into means."""
+    rate = min(1.0, config.batch_size * classes / n)
+    return [
+        PlannedMechanism("class_counts", 1.0, 1),
+        PlannedMechanism("class_gradient_sums", rate, config.iterations),
+    ]

@@ -8,24 +8,34 @@ so the set matches the class distribution under many views rather than one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
+from tdd_priv.methods.access import PrivateAccess, Statistic
 from tdd_priv.methods.base import DistillInput, SyntheticSet
 from tdd_priv.methods.learned import InitMode, initial_set, parse_options, training_steps
+from tdd_priv.privacy.calibration import PlannedMechanism
 from tdd_priv.seeding import torch_generator
 
-__all__ = ["DMConfig", "distribution_matching", "random_embedder"]
+__all__ = ["DMConfig", "distribution_matching", "dm_privacy_plan", "random_embedder"]
 
 
 @dataclass(frozen=True)
 class DMConfig:
+    """`release`: "per-step" draws a fresh embedder and real batches every step (non-private
+    only); "one-shot" releases, once, the class means of a fixed bank of `feature_maps`
+    embedders plus the embedding itself (DP-MERF / NDPDC style: the DP variant)."""
+
     iterations: int = 300
     learning_rate: float = 0.003  # Adam; embedding coordinates are ~1/sqrt(d) ≈ 0.05
-    batch_size: int = 256  # real examples per class and step
+    batch_size: int = 256  # real examples per class and step (per-step release)
     hidden: int = 256
     features: int = 128
+    release: Literal["per-step", "one-shot"] = "per-step"
+    feature_maps: int = 32  # embedders in the one-shot bank
+    clip_norm: float = 1.0  # released rows are unit-norm already
     init: InitMode = "real"
 
 
@@ -42,10 +52,59 @@ def random_embedder(
     return net
 
 
+def _feature_bank(dim: int, config: DMConfig, generator: torch.Generator) -> Statistic:
+    """x (n, d) -> (n, p) unit-norm rows: [x, φ_1(x), ..., φ_M(x)] for M fixed embedders.
+
+    Rows are normalised, so clipping them to C = 1 changes nothing and the mean stays unbiased.
+    """
+    bank = [
+        random_embedder(dim, hidden=config.hidden, features=config.features, generator=generator)
+        for _ in range(config.feature_maps)
+    ]
+
+    def features(x: torch.Tensor) -> torch.Tensor:
+        mapped = [x] + [embed(x) / config.feature_maps**0.5 for embed in bank]
+        return torch.nn.functional.normalize(torch.cat(mapped, dim=1), dim=1)
+
+    return features
+
+
+def _one_shot(
+    inputs: DistillInput, config: DMConfig, access: PrivateAccess, generator: torch.Generator
+) -> SyntheticSet:
+    features = _feature_bank(access.dim, config, generator)
+    released = access.class_means(features)  # the only access to private data
+    learned = initial_set(
+        access, per_class=inputs.per_class, init=config.init, soft_labels=False, generator=generator
+    )
+    optimizer = torch.optim.Adam([learned.x], lr=config.learning_rate)
+    history: list[float] = []
+    for _, bar in training_steps(config.iterations, desc="dm", progress=inputs.progress):
+        loss = torch.zeros(())
+        for c in range(access.num_classes):
+            loss = loss + (features(learned.of_class(c)).mean(dim=0) - released[c]).square().sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        history.append(loss.item())
+        bar.set_postfix(loss=f"{history[-1]:.4f}")
+    return learned.result(method="dm", config=config, loss_history=history)
+
+
+def dm_privacy_plan(config: DMConfig, n: int, classes: int) -> list[PlannedMechanism]:
+    """One release of the class sums of the feature bank, one of the class counts."""
+    return [
+        PlannedMechanism("class_statistic_sums", 1.0, 1),
+        PlannedMechanism("class_counts", 1.0, 1),
+    ]
+
+
 def distribution_matching(inputs: DistillInput) -> SyntheticSet:
     config = parse_options(DMConfig, inputs.options, method="dm")
     generator = torch_generator(inputs.seed, "dm")
     access = inputs.access()
+    if config.release == "one-shot":
+        return _one_shot(inputs, config, access, generator)
     learned = initial_set(
         access, per_class=inputs.per_class, init=config.init, soft_labels=False, generator=generator
     )

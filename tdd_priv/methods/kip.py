@@ -18,9 +18,10 @@ import torch
 
 from tdd_priv.methods.base import DistillInput, SyntheticSet
 from tdd_priv.methods.learned import InitMode, initial_set, parse_options, training_steps
+from tdd_priv.privacy.calibration import PlannedMechanism
 from tdd_priv.seeding import torch_generator
 
-__all__ = ["KERNELS", "KIPConfig", "kernel_inducing_points", "krr_predict"]
+__all__ = ["KERNELS", "KIPConfig", "kernel_inducing_points", "kip_privacy_plan", "krr_predict"]
 
 Kernel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -64,6 +65,7 @@ class KIPConfig:
     learning_rate: float = 0.003
     batch_size: int = 1024  # real examples per step, all classes together
     soft_labels: bool = True
+    clip_norm: float = 1.0  # per-example gradient clip under DP (DP-KIP)
     init: InitMode = "real"
 
 
@@ -120,9 +122,7 @@ def kernel_inducing_points(inputs: DistillInput) -> SyntheticSet:
             params["label_logits"] = learned.label_logits
         else:
             params["targets"] = learned.targets(classes)
-        step = access.mean_gradient(
-            loss, params, label=None, batch_size=config.batch_size, generator=generator
-        )
+        step = access.mean_gradient(loss, params, batch_size=config.batch_size, generator=generator)
         learned.x.grad = step.gradients["support"]
         if learned.label_logits is not None:
             learned.label_logits.grad = step.gradients["label_logits"]
@@ -130,3 +130,8 @@ def kernel_inducing_points(inputs: DistillInput) -> SyntheticSet:
         history.append(math.nan if step.loss is None else step.loss)
         bar.set_postfix(loss=f"{history[-1]:.4f}")
     return learned.result(method="kip", config=config, loss_history=history)
+
+
+def kip_privacy_plan(config: KIPConfig, n: int, classes: int) -> list[PlannedMechanism]:
+    """Per step, one release of the clipped per-example gradient sum at q = batch_size / n."""
+    return [PlannedMechanism("gradient_sums", min(1.0, config.batch_size / n), config.iterations)]

@@ -17,9 +17,11 @@ from tdd_priv.methods.access import ExpertTraining, Trajectory
 from tdd_priv.methods.base import DistillInput, SyntheticSet
 from tdd_priv.methods.learned import InitMode, initial_set, parse_options, training_steps
 from tdd_priv.methods.nets import build_net, cross_entropy, net_params, unflatten
+from tdd_priv.privacy.calibration import PlannedMechanism
+from tdd_priv.privacy.dpsgd import dpsgd_plan
 from tdd_priv.seeding import torch_generator
 
-__all__ = ["MTTConfig", "trajectory_matching"]
+__all__ = ["MTTConfig", "mtt_privacy_plan", "trajectory_matching"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class MTTConfig:
     learning_rate: float = 0.003
     lr_learning_rate: float = 1e-3
     soft_labels: bool = False
+    clip_norm: float = 1.0  # per-example gradient clip of the DP-SGD experts
     init: InitMode = "real"
 
 
@@ -93,3 +96,9 @@ def trajectory_matching(inputs: DistillInput) -> SyntheticSet:
     result = learned.result(method="mtt", config=config, loss_history=history)
     result.config["learned_student_lr"] = log_lr.exp().item()
     return result
+
+
+def mtt_privacy_plan(config: MTTConfig, n: int, classes: int) -> list[PlannedMechanism]:
+    """Every expert is a full DP-SGD run over the private data; the experts compose."""
+    one = dpsgd_plan(n, batch_size=config.expert_batch_size, epochs=config.expert_epochs)
+    return [PlannedMechanism(one.name, one.sample_rate, one.steps * config.experts)]

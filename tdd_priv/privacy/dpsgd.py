@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -33,7 +33,15 @@ from tdd_priv.privacy.calibration import PlannedMechanism, calibrate_noise, chec
 from tdd_priv.privacy.ledger import AccountingError, MechanismRecord, compute_epsilon
 from tdd_priv.seeding import derive_seed, torch_generator
 
-__all__ = ["DEFAULT_DPSGD", "DPSGDResult", "DPSGDTraining", "dpsgd_utility", "train_dpsgd"]
+__all__ = [
+    "DEFAULT_DPSGD",
+    "DPSGDResult",
+    "DPSGDTraining",
+    "dpsgd_plan",
+    "dpsgd_trajectory",
+    "dpsgd_utility",
+    "train_dpsgd",
+]
 
 MECHANISM_NAME = "dp_sgd"
 
@@ -136,6 +144,91 @@ def _private_engine() -> PrivacyEngine:
         return PrivacyEngine(accountant="rdp", secure_mode=False)
 
 
+def _private_fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    noise_multiplier: float,
+    max_grad_norm: float,
+    batch_size: int,
+    epochs: int,
+    grad_sample_mode: str,
+    seed: int,
+    on_epoch: Callable[[nn.Module], None] | None = None,
+) -> tuple[nn.Module, MechanismRecord]:
+    """Train `model` in place with opacus DP-SGD; returns the plain module and what it spent.
+
+    Poisson batches at q = 1 / ceil(n / B), clipping to C, noise σ·C, `epochs` × ceil(n / B)
+    steps; `on_epoch(model)` sees the model after every epoch (trajectory matching stores it).
+    """
+    loader = DataLoader(
+        _Rows(x, y),
+        batch_size=min(batch_size, len(x)),
+        collate_fn=_stacked,
+        generator=torch_generator(seed, "dp_sgd", "poisson"),
+    )
+    sample_rate = 1.0 / len(loader)
+    steps = epochs * len(loader)
+    engine = _private_engine()
+    criterion = nn.CrossEntropyLoss()
+    with warnings.catch_warnings():
+        # opacus's per-sample hooks are full backward hooks; torch warns that they fire with
+        # respect to module outputs when the inputs (the embeddings) need no gradient. That is
+        # what opacus relies on: activations come from the forward hook and output gradients
+        # from this one, so the warning carries no information here.
+        warnings.filterwarnings(
+            "ignore", message="Full backward hook is firing", category=UserWarning
+        )
+        private = engine.make_private(
+            module=model,
+            optimizer=optimizer,
+            criterion=criterion,
+            data_loader=loader,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=max_grad_norm,
+            poisson_sampling=True,
+            noise_generator=torch_generator(seed, "dp_sgd", "noise"),
+            grad_sample_mode=grad_sample_mode,
+        )
+        if grad_sample_mode == "ghost":
+            private_model, private_optimizer, private_criterion, private_loader = private
+        else:
+            private_model, private_optimizer, private_loader = private
+            private_criterion = criterion
+        private_model.train()
+        for _ in range(epochs):
+            for batch_x, batch_y in private_loader:
+                private_optimizer.zero_grad(set_to_none=True)
+                logits = private_model(batch_x)
+                # An empty Poisson batch still takes a (noise-only) step, so the number of steps
+                # never depends on who is in the data; its zero loss keeps the graph connected.
+                empty = len(batch_y) == 0
+                loss = logits.sum() * 0.0 if empty else private_criterion(logits, batch_y)
+                loss.backward()
+                private_optimizer.step()
+            if on_epoch is not None:
+                on_epoch(model)
+    record = MechanismRecord(MECHANISM_NAME, noise_multiplier, sample_rate, steps)
+    spent = engine.accountant.history
+    if spent != [record.history_entry]:
+        raise AccountingError(f"opacus accounted {spent}, but the plan was {record.history_entry}")
+    if not isinstance(private_model, AbstractGradSampleModule):
+        raise TypeError(f"opacus returned {type(private_model).__name__}, not a GradSampleModule")
+    trained = private_model.to_standard_module()
+    trained.eval()
+    return trained, record
+
+
+def dpsgd_plan(
+    n: int, *, batch_size: int, epochs: int, name: str = MECHANISM_NAME
+) -> PlannedMechanism:
+    """The mechanism `_private_fit` will spend on n rows (opacus's q = 1 / ceil(n / B))."""
+    steps_per_epoch = math.ceil(n / min(batch_size, n))
+    return PlannedMechanism(name, 1.0 / steps_per_epoch, epochs * steps_per_epoch)
+
+
 def train_dpsgd(
     head: str,
     data: LabeledArrays,
@@ -161,61 +254,56 @@ def train_dpsgd(
         classes=data.num_classes,
         generator=torch_generator(seed, "head", head),
     )
-    loader = DataLoader(
-        _Rows(x, y),
-        batch_size=min(training.batch_size, n),
-        collate_fn=_stacked,
-        generator=torch_generator(seed, "dp_sgd", "poisson"),
+    plan = dpsgd_plan(n, batch_size=training.batch_size, epochs=training.epochs)
+    noise_multiplier = _noise_multiplier(float(epsilon), float(delta), plan.sample_rate, plan.steps)
+    trained, record = _private_fit(
+        model,
+        _optimizer(model, training),
+        x,
+        y,
+        noise_multiplier=noise_multiplier,
+        max_grad_norm=training.max_grad_norm,
+        batch_size=training.batch_size,
+        epochs=training.epochs,
+        grad_sample_mode=training.grad_sample_mode,
+        seed=seed,
     )
-    sample_rate = 1.0 / len(loader)
-    steps = training.epochs * len(loader)
-    noise_multiplier = _noise_multiplier(float(epsilon), float(delta), sample_rate, steps)
-    engine = _private_engine()
-    criterion = nn.CrossEntropyLoss()
-    with warnings.catch_warnings():
-        # opacus's per-sample hooks are full backward hooks; torch warns that they fire with
-        # respect to module outputs when the inputs (the embeddings) need no gradient. That is
-        # what opacus relies on: activations come from the forward hook and output gradients
-        # from this one, so the warning carries no information here.
-        warnings.filterwarnings(
-            "ignore", message="Full backward hook is firing", category=UserWarning
-        )
-        private = engine.make_private(
-            module=model,
-            optimizer=_optimizer(model, training),
-            criterion=criterion,
-            data_loader=loader,
-            noise_multiplier=noise_multiplier,
-            max_grad_norm=training.max_grad_norm,
-            poisson_sampling=True,
-            noise_generator=torch_generator(seed, "dp_sgd", "noise"),
-            grad_sample_mode=training.grad_sample_mode,
-        )
-        if training.grad_sample_mode == "ghost":
-            private_model, optimizer, private_criterion, private_loader = private
-        else:
-            private_model, optimizer, private_loader = private
-            private_criterion = criterion
-        private_model.train()
-        for _ in range(training.epochs):
-            for batch_x, batch_y in private_loader:
-                optimizer.zero_grad(set_to_none=True)
-                logits = private_model(batch_x)
-                # An empty Poisson batch still takes a (noise-only) step, so the number of steps
-                # never depends on who is in the data; its zero loss keeps the graph connected.
-                empty = len(batch_y) == 0
-                loss = logits.sum() * 0.0 if empty else private_criterion(logits, batch_y)
-                loss.backward()
-                optimizer.step()
-    record = MechanismRecord(MECHANISM_NAME, noise_multiplier, sample_rate, steps)
-    spent = engine.accountant.history
-    if spent != [record.history_entry]:
-        raise AccountingError(f"opacus accounted {spent}, but the plan was {record.history_entry}")
-    if not isinstance(private_model, AbstractGradSampleModule):
-        raise TypeError(f"opacus returned {type(private_model).__name__}, not a GradSampleModule")
-    trained = private_model.to_standard_module()
-    trained.eval()
     return DPSGDResult(trained, record, delta)
+
+
+def dpsgd_trajectory(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    noise_multiplier: float,
+    max_grad_norm: float,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+) -> tuple[list[torch.Tensor], MechanismRecord]:
+    """An expert for trajectory matching, trained with plain DP-SGD (no momentum) at a given σ:
+    its flat parameters at the start and after every epoch, and the mechanism it spent."""
+
+    def flat(module: nn.Module) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in module.parameters()]).clone()
+
+    trajectory = [flat(model)]
+    _, record = _private_fit(
+        model,
+        torch.optim.SGD(model.parameters(), lr=learning_rate),
+        x,
+        y,
+        noise_multiplier=noise_multiplier,
+        max_grad_norm=max_grad_norm,
+        batch_size=batch_size,
+        epochs=epochs,
+        grad_sample_mode="hooks",
+        seed=seed,
+        on_epoch=lambda module: trajectory.append(flat(module)),
+    )
+    return trajectory, record
 
 
 def dpsgd_utility(

@@ -297,3 +297,23 @@ def per_example_grads(
 
     grads: dict[str, Tensor] = vmap(grad(example_loss), in_dims=(None, 0, 0))(wrt, x, y)
     return grads
+
+
+def per_example_loss_grads(
+    loss: Callable[[Mapping[str, Tensor], Tensor, Tensor], Tensor],
+    params: Mapping[str, Tensor],
+    x: Tensor,
+    y: Tensor,
+) -> dict[str, Tensor]:
+    """{name: (n, *shape)} gradients of `loss(params, x_i[None], y_i[None]).sum()` per example i.
+
+    `loss(params, x (b, ...), y (b, ...))` returns (b,) per-example losses of any functional
+    model; used where the thing differentiated is not an nn.Module (DP-KIP's synthetic set, the
+    functional classifier of DP gradient matching).
+    """
+    detached = {name: p.detach() for name, p in params.items()}
+
+    def one(weights: dict[str, Tensor], xi: Tensor, yi: Tensor) -> Tensor:
+        return loss(weights, xi.unsqueeze(0), yi.unsqueeze(0)).sum()
+
+    return dict(torch.func.vmap(torch.func.grad(one), in_dims=(None, 0, 0))(detached, x, y))
