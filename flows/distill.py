@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.extensions import build_extensions
 from tdd_priv.config import RunConfig
 from tdd_priv.pipeline import RunResult, execute
 
@@ -25,8 +26,10 @@ def _as_task(step: Callable[..., T], *args: Any) -> T:
 
 @flow(name="tdd-priv-distill")
 def distill_flow(config: dict[str, Any]) -> dict[str, Any]:
-    """Run the library's chain of steps on a config mapping (RunConfig.to_dict())."""
-    return execute(RunConfig.from_dict(config), call=_as_task).report
+    """Run the library's chain of steps on a config mapping (RunConfig.to_dict()), with the
+    toxicity scorers (and auditors) that the config asks for from `audits`."""
+    run_config = RunConfig.from_dict(config)
+    return execute(run_config, call=_as_task, extensions=build_extensions(run_config)).report
 
 
 def run_distill_flow(config: RunConfig) -> RunResult:

@@ -48,6 +48,10 @@ _OVERRIDES = {
     "overwrite": "overwrite",
     "out": "out",
     "key": "signing_key",
+    "detox": "detox.mode",
+    "detox_scorer": "detox.scorer",
+    "detox_model": "detox.model",
+    "detox_exempt_labels": "detox.exempt_labels",
 }
 
 
@@ -114,9 +118,129 @@ def _parser() -> argparse.ArgumentParser:
         help="Ed25519 private key to sign the run with (default: $TDD_PRIV_SIGNING_KEY, else "
         "your per-user key, created on first use)",
     )
+    _add_detox_options(runner)
     runner.add_argument("--out", type=Path, required=True, metavar="DIR")
     _add_verify_and_keys(commands)
+    _add_detox_command(commands)
     return parser
+
+
+# --- toxicity screening (issue 6) -----------------------------------------------------------------
+
+
+def _threshold(text: str) -> tuple[str | None, float]:
+    """A threshold for every label ("0.4") or for one ("LABEL=0.4") -> (label or None, T)."""
+    label, sep, value = text.rpartition("=")
+    try:
+        threshold = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected T or LABEL=T, got {text!r}") from None
+    if sep and not label.strip():
+        raise argparse.ArgumentTypeError(f"expected T or LABEL=T, got {text!r}")
+    return (label.strip() if sep else None), threshold
+
+
+def _add_detox_options(runner: argparse.ArgumentParser) -> None:
+    detox = runner.add_argument_group("toxicity screening of the released texts")
+    detox.add_argument(
+        "--detox",
+        choices=["filter", "flag", "off"],
+        help="filter: replace texts over a threshold by the next-best clean candidate of the "
+        "same class; flag: keep and mark them; off (default): no screening",
+    )
+    detox.add_argument(
+        "--detox-scorer", metavar="detoxify|profanity|classifier", help="default: profanity"
+    )
+    detox.add_argument(
+        "--detox-model",
+        metavar="NAME_OR_PATH",
+        help="detoxify: a model name (needs network) or a local checkpoint (a pickle: name only "
+        "files you trust); classifier: a folder from `tdd-priv detox train`",
+    )
+    detox.add_argument(
+        "--detox-threshold",
+        action="append",
+        type=_threshold,
+        metavar="T|LABEL=T",
+        help="threshold in [0, 1] for every scorer label, or for one (repeat); default 0.5",
+    )
+    detox.add_argument(
+        "--detox-exempt-labels",
+        type=_csv,
+        metavar="CLASS,…",
+        help="classes whose texts are scored but never removed (e.g. a hateful class)",
+    )
+
+
+def _detox_overrides(args: argparse.Namespace, base: RunConfig) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    thresholds = dict(base.detox.thresholds)
+    for label, value in args.detox_threshold or ():
+        if label is None:
+            overrides["detox.default_threshold"] = value
+        else:
+            thresholds[label] = value
+    if thresholds != base.detox.thresholds:
+        overrides["detox.thresholds"] = thresholds
+    return overrides
+
+
+def _add_detox_command(commands: Any) -> None:
+    detox = commands.add_parser("detox", help="toxicity scorers for --detox")
+    actions = detox.add_subparsers(dest="detox_command", required=True)
+    train = actions.add_parser(
+        "train",
+        help="train the `classifier` scorer (logistic regression over sentence embeddings)",
+        description="Train a toxicity classifier on a labeled file and save it to MODEL "
+        "(safetensors weights + JSON); use it with --detox-scorer classifier --detox-model MODEL.",
+    )
+    train.add_argument("--data", required=True, help="CSV/JSONL/Parquet path or hf:NAME")
+    train.add_argument("--text-column", default="text")
+    train.add_argument("--label-column", default="toxic", help="a binary column (default toxic)")
+    train.add_argument("--positive", default="1", help="the toxic class of it (default 1)")
+    train.add_argument("--split-column", help="train on --train-split, hold out --test-split")
+    train.add_argument("--train-split", default="train")
+    train.add_argument("--test-split", default="test")
+    train.add_argument("--score-label", default="toxicity", help="the scorer's label name")
+    train.add_argument("--encoder", help="local folder or hub name (default: all-MiniLM-L6-v2)")
+    train.add_argument("--max-length", type=int)
+    train.add_argument("--cache-dir", type=Path)
+    train.add_argument("--regularization", type=float, default=1.0, help="inverse strength C")
+    train.add_argument("--no-progress", action="store_true")
+    train.add_argument("--out", type=Path, required=True, metavar="MODEL")
+
+
+def _detox(args: argparse.Namespace) -> int:
+    from flows.extensions import train_toxicity_classifier  # the CLI may import flows
+    from tdd_priv.config import default_cache_dir
+    from tdd_priv.encode import EncoderConfig
+
+    defaults = EncoderConfig()
+    trained = train_toxicity_classifier(
+        data=args.data,
+        out=args.out,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        positive=args.positive,
+        split_column=args.split_column,
+        train_split=args.train_split,
+        test_split=args.test_split,
+        label=args.score_label,
+        encoder=EncoderConfig(
+            model=args.encoder or defaults.model, max_length=args.max_length or defaults.max_length
+        ),
+        cache_dir=args.cache_dir or default_cache_dir(),
+        regularization=args.regularization,
+        progress=not args.no_progress,
+    )
+    metrics = ", ".join(f"{name} {value:.3f}" for name, value in trained.metrics.items())
+    print(f"classifier   {trained.out}  ({trained.train_rows} training rows)")
+    print(f"held out     {trained.heldout_rows} rows: {metrics or 'none held out'} (at 0.5)")
+    print(f"use it with  --detox filter --detox-scorer classifier --detox-model {trained.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
 
 
 def _add_verify_and_keys(commands: Any) -> None:
@@ -156,6 +280,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
         overrides["progress"] = False
     if args.method_option:
         overrides["method_options"] = {**base.method_options, **dict(args.method_option)}
+    overrides.update(_detox_overrides(args, base))
     return base.with_overrides(overrides)
 
 
@@ -173,6 +298,8 @@ def _summary(result: RunResult) -> str:
         "test accuracy (mean ± std over models):",
         *(f"  {label:<{width}}  {value}" for label, value in rows),
     ]
+    if "toxicity" in report.get("audits", {}):
+        lines.insert(4, f"toxicity     {report['audits']['toxicity']['statement']}")
     return "\n".join(lines)
 
 
@@ -184,7 +311,9 @@ def _run(args: argparse.Namespace) -> int:
 
         result = run_distill_flow(config)
     else:
-        result = run(config)
+        from flows.extensions import build_extensions  # toxicity scorers etc. from audits/
+
+        result = run(config, extensions=build_extensions(config))
     print(_summary(result))
     return 0
 
@@ -212,7 +341,7 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "verify": _verify, "keys": _keys}
+_COMMANDS = {"run": _run, "verify": _verify, "keys": _keys, "detox": _detox}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,8 @@ from tdd_priv.errors import ConfigError
 
 __all__ = [
     "DataConfig",
+    "DetoxConfig",
+    "DetoxMode",
     "EvalConfig",
     "Orchestrator",
     "PrivacyConfig",
@@ -76,6 +78,47 @@ class EvalConfig:
     steps: int = 300
 
 
+# --- toxicity screening (issue 6) -----------------------------------------------------------------
+
+DetoxMode = Literal["filter", "flag", "off"]
+
+
+@dataclass(frozen=True)
+class DetoxConfig:
+    """Toxicity screening of the released texts (the detox step, after realization).
+
+    `filter`: a text scoring at or above its threshold is replaced by the next-best clean
+    candidate for its slot (same class, same source), so the set keeps k per class while
+    candidates last; `flag`: such texts are kept and marked; `off`: no screening.
+    `scorer` names a scorer of the `audits.toxicity` registry (detoxify, profanity, classifier),
+    `model` its model name or path where it needs one. `thresholds` maps a scorer label to its
+    threshold in [0, 1]; other labels use `default_threshold`. Texts of the classes named in
+    `exempt_labels` are scored and reported but never removed.
+    """
+
+    mode: DetoxMode = "off"
+    scorer: str = "profanity"
+    model: str | None = None
+    thresholds: dict[str, float] = field(default_factory=dict)
+    default_threshold: float = 0.5
+    exempt_labels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode not in get_args(DetoxMode):
+            raise ConfigError(
+                f"detox.mode must be one of {', '.join(get_args(DetoxMode))}, got {self.mode!r}."
+            )
+        limits = {**self.thresholds, "default_threshold": self.default_threshold}
+        for label, value in limits.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise ConfigError(
+                    f"detox threshold for {label!r} must lie in [0, 1], got {value!r}."
+                )
+
+
+# --------------------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one run needs. `out` is the run folder it creates."""
@@ -89,6 +132,7 @@ class RunConfig:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
+    detox: DetoxConfig = field(default_factory=DetoxConfig)
     seed: int = 0
     cache_dir: Path = field(default_factory=default_cache_dir)
     overwrite: bool = False
@@ -161,9 +205,10 @@ _NESTED: dict[str, type] = {
     "privacy": PrivacyConfig,
     "encoder": EncoderConfig,
     "evaluation": EvalConfig,
+    "detox": DetoxConfig,
 }
 _PATHS = {"out", "cache_dir", "signing_key"}
-_TUPLES = {"group_columns", "label_names", "heads", "text_models", "baselines"}
+_TUPLES = {"group_columns", "label_names", "heads", "text_models", "baselines", "exempt_labels"}
 
 
 def _build(cls: type, payload: Mapping[str, Any], *, where: str) -> Any:

@@ -1,9 +1,10 @@
 """The chain of steps of one run, defined once.
 
-`execute` runs load → split → encode → distill → realize → evaluate → report. Every step is a
-plain function of small configs and the previous steps' results; `execute` takes a `call`
-argument that runs a step, so the Prefect flow (which wraps each step as a task) and a plain
-Python call (`run`) go through exactly the same steps in the same order.
+`execute` runs load → split → encode → distill → realize → detox (unless `detox.mode` is off)
+→ evaluate → report. Every step is a plain function of small configs and the previous steps'
+results; `execute` takes a `call` argument that runs a step, so the Prefect flow (which wraps
+each step as a task) and a plain Python call (`run`) go through exactly the same steps in the
+same order.
 """
 
 from __future__ import annotations
@@ -29,25 +30,20 @@ from tdd_priv.data import (
     load_public_texts,
     make_splits,
 )
+from tdd_priv.detox import Candidates, screen
 from tdd_priv.encode import encode_cached
 from tdd_priv.errors import ConfigError
 from tdd_priv.evaluate import LabeledTexts, Utility
-from tdd_priv.extensions import NO_EXTENSIONS, Extensions
+from tdd_priv.extensions import NO_EXTENSIONS, Extensions, ToxicityScorer
 from tdd_priv.heads import LabeledArrays
 from tdd_priv.methods import DistillInput, SyntheticSet, distill, method_info
-from tdd_priv.privacy import (
-    PrivacyLedger,
-    calibrate_noise,
-    check_delta,
-    default_delta,
-    epsilon_summary,
-)
-from tdd_priv.privacy.access import NoisyAccess
+from tdd_priv.privacy import check_delta, default_delta
 from tdd_priv.privacy.dpsgd import dpsgd_utility
+from tdd_priv.privacy.release import distill_privately
 from tdd_priv.realize import REALIZERS, RealizationInput, RealizedSet, RealizeSettings, realize
 from tdd_priv.report import RunRecord, write_run_folder
 from tdd_priv.rundir import check_output_dir, staged_directory
-from tdd_priv.seeding import derive_seed, torch_generator
+from tdd_priv.seeding import derive_seed
 from tdd_priv.signing import check_signing_key
 
 __all__ = [
@@ -57,6 +53,7 @@ __all__ = [
     "RunResult",
     "StepCaller",
     "call_directly",
+    "detox_step",
     "execute",
     "preflight",
     "run",
@@ -192,29 +189,13 @@ def distill_step(
     )
     if not config.privacy.enabled:
         return distill(config.method, members)
-    variant = method_info(config.method).private
-    assert variant is not None  # check_config refuses DP for methods without a private variant
-    options = variant.options(config.method_options, method=config.method)
-    n, classes = len(members.labels), members.num_classes
-    delta = privacy_delta(config, n)
-    plan = variant.plan(options, n, classes)
-    sigma = calibrate_noise(target_epsilon=config.privacy.epsilon, delta=delta, plan=plan)
-    ledger = PrivacyLedger()
-    gateway = NoisyAccess(
-        members.embeddings,
-        members.labels,
-        classes,
-        noise_multiplier=sigma,
-        max_norm=options.clip_norm,
-        generator=torch_generator(config.seed, "privacy-noise"),
-        ledger=ledger,
+    return distill_privately(
+        config.method,
+        members,
+        epsilon=config.privacy.epsilon,
+        delta=privacy_delta(config, len(members.labels)),
+        noise_seed=derive_seed(config.seed, "privacy-noise"),
     )
-    options_used = {**variant.defaults, **config.method_options}
-    synthetic = distill(config.method, replace(members, options=options_used, gateway=gateway))
-    planned = [mechanism.at(sigma) for mechanism in plan]
-    if sorted(ledger.records, key=repr) != sorted(PrivacyLedger(planned).records, key=repr):
-        raise AssertionError(f"the method spent {ledger.records}, but the plan was {planned}")
-    return replace(synthetic, privacy=epsilon_summary(ledger, delta=delta))
 
 
 def privacy_delta(config: RunConfig, n: int) -> float:
@@ -257,6 +238,55 @@ def realize_step(
     )
     settings = RealizeSettings(seed=derive_seed(config.seed, "realize"), progress=config.progress)
     return realize(realization_strategy(config), synthetic, pool, settings)
+
+
+# --- detox (issue 6) ------------------------------------------------------------------------------
+
+
+def detox_step(
+    loaded: LoadedInputs,
+    splits: Splits,
+    encoded: EncodedInputs,
+    realized: RealizedSet,
+    config: RunConfig,
+    scorer: ToxicityScorer,
+) -> RealizedSet:
+    """Score the realized texts for toxicity; filter-and-replace or flag them (config.detox).
+
+    Replacements come from the realized set's own source only (public pool, or private members
+    for a coreset); the returned set carries report.json's audits.toxicity section.
+    """
+    if realized.source == "public":
+        texts, embeddings = _public_pool(loaded, splits, encoded)
+        candidates = Candidates(texts, embeddings)
+    else:
+        dataset = loaded.labeled.dataset
+        candidates = Candidates(
+            [loaded.texts[i] for i in splits.members],
+            encoded.rows[splits.members],
+            groups={
+                column: [str(dataset[column][i]) for i in splits.members]
+                for column in loaded.labeled.group_columns
+            },
+        )
+    return screen(realized, candidates, scorer, config.detox, loaded.labeled.label_names)
+
+
+def toxicity_scorer(config: RunConfig, extensions: Extensions) -> ToxicityScorer | None:
+    """The scorer config.detox names, from `extensions` (None when detox is off)."""
+    if config.detox.mode == "off":
+        return None
+    scorers = extensions.toxicity_scorers
+    if config.detox.scorer not in scorers:
+        raise ConfigError(
+            f"--detox {config.detox.mode} needs the toxicity scorer {config.detox.scorer!r}, but "
+            f"this run was given {', '.join(scorers) or 'none'}. Run through the CLI or the flow, "
+            "or pass extensions=flows.extensions.build_extensions(config) to tdd_priv.run."
+        )
+    return scorers[config.detox.scorer]
+
+
+# --------------------------------------------------------------------------------------------------
 
 
 def evaluate_step(
@@ -389,7 +419,9 @@ def preflight(config: RunConfig) -> None:
     Lets a front end that is slow to start, such as a Prefect server, fail fast on bad input.
     """
     check_config(config)
-    split_step(load_step(config), config)
+    splits = split_step(load_step(config), config)
+    if config.privacy.enabled:
+        privacy_delta(config, len(splits.members))
 
 
 def call_directly(step: Callable[..., T], *args: Any) -> T:
@@ -413,11 +445,14 @@ def execute(
     tdd_priv.extensions); the library itself never imports them.
     """
     check_config(config)
+    scorer = toxicity_scorer(config, extensions)
     loaded = call(load_step, config)
     splits = call(split_step, loaded, config)
     encoded = call(encode_step, loaded, config)
     synthetic = call(distill_step, loaded, splits, encoded, config)
     realized = call(realize_step, loaded, splits, encoded, synthetic, config)
+    if scorer is not None:
+        realized = call(detox_step, loaded, splits, encoded, realized, config, scorer)
     evaluation = call(evaluate_step, loaded, splits, encoded, synthetic, realized, config)
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
         report = call(

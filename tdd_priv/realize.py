@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -13,7 +13,14 @@ from tdd_priv.methods import SyntheticSet
 from tdd_priv.seeding import numpy_rng
 from tdd_priv.selection import greedy_kernel_selection
 
-__all__ = ["REALIZERS", "RealizationInput", "RealizeSettings", "RealizedSet", "realize"]
+__all__ = [
+    "REALIZERS",
+    "RealizationInput",
+    "RealizeSettings",
+    "RealizedSet",
+    "ranked_spares",
+    "realize",
+]
 
 TextSource = Literal["public", "private"]
 
@@ -40,6 +47,7 @@ class RealizeSettings:
     real_batch: int = 4000  # private examples the public-match objective is measured on
     candidates_per_vector: int = 64  # nearest public texts per synthetic vector considered
     kernel: str = "nngp"  # measured best for linear and MLP heads on AG News (bench/distill.py)
+    spares_per_text: int = 64  # ranked replacements kept per released text (for the detox step)
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,34 @@ class RealizedSet:
     rows: np.ndarray
     strategy: str
     soft_labels: np.ndarray | None = None  # (m, C) when the synthetic set learned them
+    # --- toxicity screening (issue 6; see tdd_priv.detox) ---
+    # (m, S) int64 rows of the same source that could stand in for each text, best first, -1
+    # padding: what the detox filter replaces a toxic text with, keeping its slot and label.
+    spares: np.ndarray | None = None
+    # Set by the detox step: (m,) bool, scored at or above a toxicity threshold; and report.json's
+    # audits.toxicity section. None when the step did not run.
+    flagged: np.ndarray | None = None
+    screening: Mapping[str, Any] | None = None
+
+
+def ranked_spares(
+    anchors: np.ndarray, candidates: np.ndarray, limit: int, allowed: np.ndarray | None = None
+) -> np.ndarray:
+    """(m, S) rows of `candidates` (N, d) most similar (dot product) to each anchor (m, d), best
+    first, S = min(limit, N); `allowed` (m, N) bool restricts each anchor's candidates, and
+    rows with fewer than S allowed candidates are padded with -1."""
+    width = min(limit, len(candidates))
+    if width <= 0:
+        return np.full((len(anchors), 0), -1, dtype=np.int64)
+    similarity = (anchors @ candidates.T).astype(np.float64)
+    if allowed is not None:
+        similarity = np.where(allowed, similarity, -np.inf)
+    top = np.argpartition(-similarity, width - 1, axis=1)[:, :width]
+    values = np.take_along_axis(similarity, top, axis=1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    ranked = np.take_along_axis(top, order, axis=1).astype(np.int64)
+    ranked[np.take_along_axis(values, order, axis=1) == -np.inf] = -1
+    return ranked
 
 
 def _nearest_unused(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -85,6 +121,9 @@ def public_nearest(
         rows=rows,
         strategy="public-nearest",
         soft_labels=synthetic.soft_labels,
+        spares=ranked_spares(
+            synthetic.embeddings, pool.public_embeddings, settings.spares_per_text
+        ),
     )
 
 
@@ -107,6 +146,14 @@ def private_coreset(
         rows=rows,
         strategy="private-coreset",
         soft_labels=synthetic.soft_labels,
+        spares=None
+        if pool.private_labels is None
+        else ranked_spares(  # other private records of the same class
+            synthetic.embeddings,
+            pool.private_embeddings,
+            settings.spares_per_text,
+            allowed=pool.private_labels[None, :] == synthetic.labels[:, None],
+        ),
     )
 
 
@@ -158,6 +205,9 @@ def public_match(
         source="public",
         rows=rows[order],
         strategy="public-match",
+        spares=ranked_spares(  # the public texts nearest to each chosen one
+            pool.public_embeddings[rows[order]], pool.public_embeddings, settings.spares_per_text
+        ),
     )
 
 

@@ -96,7 +96,8 @@ def _per_example_loss(
         else params["targets"]
     )
     predicted = krr_predict(kernel, x, params["support"], targets, regularization)
-    return (predicted - torch.nn.functional.one_hot(y, classes).float()).square().sum(dim=1)
+    real_targets = (y.unsqueeze(-1) == torch.arange(classes)).float()  # one-hot; vmap-safe
+    return (predicted - real_targets).square().sum(dim=1)
 
 
 def kernel_inducing_points(inputs: DistillInput) -> SyntheticSet:

@@ -129,6 +129,8 @@ class NoisyAccess:
             sums = [g.sum(dim=0) for g in clipped]
         else:  # an empty Poisson batch still releases (pure noise): the step count is public
             sums = [torch.zeros_like(params[n]) for n in names]
+        if self._sigma == 0:  # no noise (σ = 0 with C = ∞ must not become 0·∞ = NaN)
+            return dict(zip(names, sums, strict=True))
         std = self._sigma * self._max_norm
         return {
             n: s + std * torch.randn(s.shape, generator=self._generator, dtype=s.dtype)

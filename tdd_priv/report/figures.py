@@ -255,3 +255,54 @@ register_figure(
         ),
     )
 )
+
+
+# --- toxicity (issue 6) ---------------------------------------------------------------------------
+
+
+def plot_toxicity(toxicity: Mapping[str, Any], path: Path) -> None:
+    """Histogram of each scorer label's scores: the texts screened (before filtering) and the
+    texts released, with the label's threshold as a dashed line."""
+    histogram = toxicity["score_histogram"]
+    edges = histogram["bin_edges"]
+    labels = list(histogram["screened"])
+    shown = labels[:6]
+    figure, axes_row = plt.subplots(
+        1, len(shown), figsize=(min(4.0 * len(shown), 12), 3.0), dpi=120, squeeze=False
+    )
+    widths = [edges[i + 1] - edges[i] for i in range(len(edges) - 1)]
+    for axes, label in zip(axes_row[0], shown, strict=True):
+        for key, colour, name in (("screened", "C1", "screened"), ("released", "C0", "released")):
+            axes.bar(
+                edges[:-1],
+                histogram[key][label],
+                width=widths,
+                align="edge",
+                color=colour,
+                alpha=0.55,
+                label=name,
+            )
+        threshold = toxicity.get("thresholds", {}).get(label)
+        if threshold is not None:
+            axes.axvline(threshold, color="C3", ls="--", lw=1, label="threshold")
+        axes.set_xlim(0, 1)
+        axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_xlabel(f"{label} score")
+        axes.set_title(label, fontsize=9)
+    axes_row[0][0].set_ylabel("texts")
+    axes_row[0][-1].legend(fontsize=7, loc="upper right", frameon=False)
+    scorer = toxicity.get("scorer", {}).get("name", "?")
+    figure.suptitle(f"Toxicity scores ({scorer}, mode {toxicity.get('mode', '?')})", fontsize=10)
+    _save(figure, path)
+
+
+register_figure(
+    Figure(
+        name="toxicity",
+        section="toxicity",
+        caption="Toxicity scores of the realized texts before screening and of the released "
+        "texts, per scorer label; dashed: the threshold.",
+        applies=lambda report: "score_histogram" in report.get("audits", {}).get("toxicity", {}),
+        draw=lambda report, path: plot_toxicity(report["audits"]["toxicity"], path),
+    )
+)

@@ -40,16 +40,19 @@ __all__ = ["PRIVATE_DIR", "released_files", "write_run_folder"]
 def _write_synthetic(folder: Path, record: RunRecord) -> None:
     realized, names = record.realized, record.labeled.label_names
     folder.mkdir()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"text": text, "label": int(label), "label_name": names[int(label)]}
         for text, label in zip(realized.texts, realized.labels, strict=True)
     ]
+    columns = ["text", "label", "label_name"]
+    if realized.flagged is not None:  # the detox step ran: mark texts over a toxicity threshold
+        columns.append("flagged")
+        for row, flagged in zip(rows, realized.flagged, strict=True):
+            row["flagged"] = bool(flagged)
     with (folder / "data.jsonl").open("w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    pd.DataFrame(rows, columns=["text", "label", "label_name"]).to_parquet(
-        folder / "data.parquet", index=False
-    )
+    pd.DataFrame(rows, columns=columns).to_parquet(folder / "data.parquet", index=False)
     tensors: dict[str, np.ndarray] = {
         "embeddings": np.ascontiguousarray(record.synthetic.embeddings, dtype=np.float32),
         "labels": np.ascontiguousarray(record.synthetic.labels, dtype=np.int64),

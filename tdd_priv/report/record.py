@@ -219,7 +219,11 @@ def build_report(record: RunRecord) -> dict[str, Any]:
             },
             **{name: utility.to_json() for name, utility in record.utility.items()},
         },
-        "audits": {name: dict(section) for name, section in record.audits.items()},
+        "audits": {
+            # the detox step's screening of the released texts (issue 6), when it ran
+            **({"toxicity": dict(screening)} if (screening := record.realized.screening) else {}),
+            **{name: dict(section) for name, section in record.audits.items()},
+        },
         "verdicts": {name: dict(verdict) for name, verdict in record.verdicts.items()},
         "environment": _environment(config.seed),
     }

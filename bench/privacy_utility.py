@@ -1,0 +1,169 @@
+"""Privacy–utility benchmark: every DP method and DP-SGD across ε on SST-2 and AG News.
+
+    python bench/privacy_utility.py [--datasets ag_news,sst2] [--epsilons 0.5,1,2,4,8,inf]
+                                    [--k 10,50] [--methods dm,dc,kip,mtt] [--seeds 2]
+
+δ = 1e-5. For each (dataset, ε, k, method): the DP synthetic set's realized texts (public-match
+against the released set, i.e. post-processing) judged by linear heads on the real test split;
+DP-SGD trains the same head on the real members at the same (ε, δ). ε = inf runs the method
+without noise (σ = 0) but with the same clipping and sampling. Each finished cell is saved to
+docs/benchmarks/privacy_utility.json at once (a rerun skips it); .md and .png are rewritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from common import REPO, Prepared, accuracy, metadata, prepare
+
+from tdd_priv.heads import LabeledArrays
+from tdd_priv.methods import DistillInput
+from tdd_priv.privacy.dpsgd import dpsgd_utility
+from tdd_priv.privacy.release import distill_privately
+from tdd_priv.realize import RealizationInput, RealizeSettings, realize
+
+OUT = REPO / "docs" / "benchmarks"
+DELTA = 1e-5
+
+
+def dp_cell(data: Prepared, method: str, epsilon: float, k: int, seeds: int) -> dict[str, Any]:
+    members = DistillInput(data.members.x, data.members.labels, data.classes, k, seed=0)
+    started = time.perf_counter()
+    synthetic = distill_privately(method, members, epsilon=epsilon, delta=DELTA, noise_seed=0)
+    seconds = time.perf_counter() - started
+    pool = RealizationInput(data.pool_texts, data.pool_x)  # no private data: post-processing
+    realized = realize("public-match", synthetic, pool, RealizeSettings(seed=0))
+    texts = LabeledArrays.from_labels(realized.embeddings, realized.labels, data.classes)
+    assert synthetic.privacy is not None
+    return {
+        "seconds": seconds,
+        "epsilon_spent": synthetic.privacy["epsilon"],
+        "vectors": accuracy(
+            data, synthetic.training_arrays(data.classes), heads=("linear",), seeds=seeds
+        )["linear"],
+        "text": accuracy(data, texts, heads=("linear",), seeds=seeds)["linear"],
+    }
+
+
+def dpsgd_cell(data: Prepared, epsilon: float, seeds: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    utility = dpsgd_utility(
+        data.members,
+        data.test,
+        heads=["linear"],
+        seeds=seeds,
+        seed=0,
+        epsilon=epsilon,
+        delta=DELTA,
+        progress=False,
+    )
+    return {"seconds": time.perf_counter() - started, "text": utility.to_json()["accuracy_mean"]}
+
+
+def write_outputs(results: dict[str, Any]) -> None:
+    (OUT / "privacy_utility.json").write_text(json.dumps(results, indent=2) + "\n")
+    meta = results["meta"]
+    lines = [
+        "# Privacy–utility benchmark",
+        "",
+        f"Commit `{meta['commit']}`, δ = {DELTA}, settings `{json.dumps(meta['settings'])}`, "
+        f"{meta['machine']['cpus']} CPUs. Test accuracy of a linear head (mean over seeds) "
+        "trained on the realized DP texts (public-match against the released set) or, for "
+        "DP-SGD, on the real members at the same (ε, δ).",
+        "",
+    ]
+    for dataset, entry in results["datasets"].items():
+        lines += [
+            f"## {dataset} (non-private full data: {entry['full_data']:.3f})",
+            "",
+            "| ε | k | method | text acc | vectors acc | gap to DP-SGD | time s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for key, cell in sorted(entry["cells"].items()):
+            eps, k, method = key.split("|")
+            dpsgd = entry["dp_sgd"].get(eps)
+            gap = f"{cell['text'] - dpsgd['text']:+.3f}" if dpsgd else "n/a"
+            lines.append(
+                f"| {eps} | {k} | {method} | {cell['text']:.3f} | {cell['vectors']:.3f} | "
+                f"{gap} | {cell['seconds']:.1f} |"
+            )
+        for eps, cell in sorted(entry["dp_sgd"].items()):
+            lines.append(
+                f"| {eps} | – | DP-SGD | {cell['text']:.3f} | – | 0 | {cell['seconds']:.1f} |"
+            )
+        lines.append("")
+    (OUT / "privacy_utility.md").write_text("\n".join(lines))
+    datasets = list(results["datasets"])
+    figure, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 3.8), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        entry = results["datasets"][dataset]
+
+        def x_of(eps: str) -> float:
+            return 32.0 if eps == "inf" else float(eps)
+
+        series: dict[str, list[tuple[float, float]]] = {}
+        for key, cell in entry["cells"].items():
+            eps, k, method = key.split("|")
+            series.setdefault(f"{method} k={k}", []).append((x_of(eps), cell["text"]))
+        for i, (name, points) in enumerate(sorted(series.items())):
+            xs, ys = zip(*sorted(points), strict=True)
+            ax.plot(xs, ys, "o-", color=f"C{i}", label=name)
+        if entry["dp_sgd"]:
+            xs, ys = zip(
+                *sorted((x_of(e), c["text"]) for e, c in entry["dp_sgd"].items()), strict=True
+            )
+            ax.plot(xs, ys, "k s--", label="DP-SGD")
+        ax.axhline(entry["full_data"], color="gray", lw=1, label="full data, no DP")
+        ax.set_xscale("log")
+        ax.set_xlabel("ε (32 = no noise)")
+        ax.set_ylabel("test accuracy (linear head)")
+        ax.set_title(dataset)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(OUT / "privacy_utility.png", dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--datasets", default="ag_news,sst2")
+    parser.add_argument("--epsilons", default="0.5,1,2,4,8,inf")
+    parser.add_argument("--k", default="10,50")
+    parser.add_argument("--methods", default="dm,kip,dc,mtt")
+    parser.add_argument("--seeds", type=int, default=2)
+    args = parser.parse_args()
+    path = OUT / "privacy_utility.json"
+    results = json.loads(path.read_text()) if path.exists() else {"datasets": {}}
+    results["meta"] = metadata(vars(args))
+    for dataset in args.datasets.split(","):
+        data = prepare(dataset)
+        entry = results["datasets"].setdefault(dataset, {"cells": {}, "dp_sgd": {}})
+        entry["full_data"] = accuracy(data, data.members, heads=("linear",), seeds=1)["linear"]
+        for eps in args.epsilons.split(","):
+            epsilon = math.inf if eps == "inf" else float(eps)
+            if eps != "inf" and eps not in entry["dp_sgd"]:
+                entry["dp_sgd"][eps] = dpsgd_cell(data, epsilon, args.seeds)
+                write_outputs(results)
+            for k in args.k.split(","):
+                for method in args.methods.split(","):
+                    key = f"{eps}|{k}|{method}"
+                    if key not in entry["cells"]:
+                        entry["cells"][key] = dp_cell(data, method, epsilon, int(k), args.seeds)
+                        print(dataset, key, json.dumps(entry["cells"][key]), flush=True)
+                        write_outputs(results)
+    write_outputs(results)
+
+
+if __name__ == "__main__":
+    main()
