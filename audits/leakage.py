@@ -80,7 +80,7 @@ def _ngram_sets(texts: Sequence[str], n: int) -> sparse.csr_matrix:
 
 
 def nearest_by_ngram_jaccard(
-    queries: Sequence[str], records: Sequence[str], *, n: int = 5, chunk: int = 256
+    queries: Sequence[str], records: Sequence[str], *, n: int = 5, chunk: int = 64
 ) -> Nearest:
     """Largest Jaccard similarity |A ∩ B| / |A ∪ B| of character n-gram sets (after
     normalisation) between each query and any record (hashed n-grams; collisions negligible)."""

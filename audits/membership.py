@@ -273,9 +273,19 @@ class AttackMetrics:
     def min_fpr(self) -> float:
         return 1.0 / self.n_nonmembers
 
+    @property
+    def auc_interval(self) -> tuple[float, float]:
+        """Approximate 95 % interval of the AUC (Hanley & McNeil 1982 standard error)."""
+        a, n1, n2 = self.auc, self.n_members, self.n_nonmembers
+        q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+        variance = (a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n2 - 1) * (q2 - a * a)) / (n1 * n2)
+        half = 1.96 * float(np.sqrt(max(variance, 0.0)))
+        return max(0.0, a - half), min(1.0, a + half)
+
     def to_json(self) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "auc": self.auc,
+            "auc_ci95": list(self.auc_interval),
             "balanced_accuracy": self.balanced_accuracy,
         }
         for fpr, tpr in self.tpr_at_fpr.items():

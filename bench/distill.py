@@ -25,6 +25,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import torch
 from common import REPO, Prepared, accuracy, metadata, prepare, text_accuracy
 
 from tdd_priv.heads import LabeledArrays
@@ -131,8 +132,15 @@ def main() -> None:
     parser.add_argument("--datasets", default="ag_news,hatecheck,sst2")
     parser.add_argument("--k", default="1,10,50")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: these small tensors gain nothing from more)",
+    )
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     path = OUT / "distill.json"
     results = json.loads(path.read_text()) if path.exists() else {"datasets": {}}
     results["meta"] = metadata(vars(args))

@@ -26,6 +26,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import torch
 from common import REPO, Prepared, accuracy, metadata, prepare
 
 from tdd_priv.heads import LabeledArrays
@@ -141,8 +142,15 @@ def main() -> None:
     parser.add_argument("--epsilons", default="0.5,1,2,4,8,inf")
     parser.add_argument("--k", default="10,50")
     parser.add_argument("--methods", default="dm,kip,dc,mtt")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: these small tensors gain nothing from more)",
+    )
     parser.add_argument("--seeds", type=int, default=2)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     path = OUT / "privacy_utility.json"
     results = json.loads(path.read_text()) if path.exists() else {"datasets": {}}
     results["meta"] = metadata(vars(args))

@@ -14,16 +14,22 @@ from typing import Any
 
 import numpy as np
 
+from audits.canaries import CANARY_KINDS, CanaryAudit, CanaryGenerator
+from audits.fairness import FairnessAudit
+from audits.leakage import LeakageAudit
+from audits.membership import MembershipAudit
 from audits.toxicity import SCORERS, Embed, fit_classifier, load_scorer, save_classifier
-from tdd_priv.config import DetoxConfig, RunConfig
+from tdd_priv.config import AuditConfig, DetoxConfig, RunConfig
 from tdd_priv.encode import EncoderConfig, SentenceEncoder, encode_cached
 from tdd_priv.errors import ConfigError
-from tdd_priv.extensions import Extensions, ToxicityScorer
+from tdd_priv.extensions import Auditor, CanaryMaker, Extensions, ToxicityScorer
 
 __all__ = [
     "SCORER_NAMES",
     "ClassifierTraining",
+    "auditors",
     "build_extensions",
+    "canary_maker",
     "make_embed",
     "toxicity_scorers",
     "train_toxicity_classifier",
@@ -34,7 +40,39 @@ SCORER_NAMES = tuple(SCORERS)
 
 def build_extensions(config: RunConfig) -> Extensions:
     """Everything from `audits` that the run's config asks for."""
-    return Extensions(toxicity_scorers=toxicity_scorers(config.detox))
+    return Extensions(
+        toxicity_scorers=toxicity_scorers(config.detox),
+        auditors=auditors(config.audit),
+        canary_maker=canary_maker(config.audit),
+    )
+
+
+# --- audits (issue 5) ---------------------------------------------------------------------------
+
+
+def auditors(audit: AuditConfig) -> tuple[Auditor, ...]:
+    """The auditors of `audit.level`: none; basic (membership without shadows, canaries when
+    there are any, leakage, fairness); full (membership with `audit.shadows` shadow re-runs)."""
+    if audit.level == "none":
+        return ()
+    shadows = audit.shadows if audit.level == "full" else 0
+    return (
+        MembershipAudit(shadows=shadows),
+        CanaryAudit(),
+        LeakageAudit(),
+        FairnessAudit(min_group_size=audit.min_group_size, n_boot=audit.bootstrap),
+    )
+
+
+def canary_maker(audit: AuditConfig) -> CanaryMaker | None:
+    """The canary maker of `audit.canary_kind` when the run inserts canaries."""
+    if audit.canary_count == 0:
+        return None
+    if audit.canary_kind not in CANARY_KINDS:
+        raise ConfigError(
+            f"audit.canary_kind {audit.canary_kind!r} is unknown; valid: {', '.join(CANARY_KINDS)}."
+        )
+    return CanaryGenerator(kind=audit.canary_kind)  # type: ignore[arg-type]  # checked above
 
 
 # --- toxicity (issue 6) ---------------------------------------------------------------------------
@@ -143,7 +181,14 @@ def train_toxicity_classifier(
         cut = round(0.8 * len(texts))
         train, heldout = np.sort(order[:cut]), np.sort(order[cut:])
     encoder = encoder or EncoderConfig()
-    encoded = encode_cached(texts, config=encoder, cache_dir=cache_dir, progress=progress)
+    # Only the rows used are encoded: the training rows, then the held-out ones.
+    encoded = encode_cached(
+        [texts[i] for i in np.concatenate([train, heldout])],
+        config=encoder,
+        cache_dir=cache_dir,
+        progress=progress,
+    )
+    train_x, heldout_x = encoded.embeddings[: len(train)], encoded.embeddings[len(train) :]
     spec = {
         "model": encoder.model,
         "max_length": encoder.max_length,
@@ -151,16 +196,14 @@ def train_toxicity_classifier(
         "model_sha256": encoded.model_hash,
     }
     model = fit_classifier(
-        encoded.embeddings[train],
+        train_x,
         targets[train],
         [label],
         encoder=spec,
         regularization=regularization,
     )
     metrics = (
-        _heldout_metrics(targets[heldout], model.predict(encoded.embeddings[heldout])[:, 0])
-        if len(heldout)
-        else {}
+        _heldout_metrics(targets[heldout], model.predict(heldout_x)[:, 0]) if len(heldout) else {}
     )
     training = {
         "data": labeled.name,

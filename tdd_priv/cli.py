@@ -48,6 +48,11 @@ _OVERRIDES = {
     "overwrite": "overwrite",
     "out": "out",
     "key": "signing_key",
+    "audit": "audit.level",  # audits (issue 5)
+    "policy": "audit.policy",
+    "strict": "audit.strict",
+    "canaries": "audit.canaries",
+    "shadows": "audit.shadows",
     "detox": "detox.mode",
     "detox_scorer": "detox.scorer",
     "detox_model": "detox.model",
@@ -119,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
         "your per-user key, created on first use)",
     )
     _add_detox_options(runner)
+    _add_audit_options(runner)
     runner.add_argument("--out", type=Path, required=True, metavar="DIR")
     _add_verify_and_keys(commands)
     _add_detox_command(commands)
@@ -303,6 +309,60 @@ def _summary(result: RunResult) -> str:
     return "\n".join(lines)
 
 
+# --- audits (issue 5) ---------------------------------------------------------------------------
+
+
+def _add_audit_options(runner: argparse.ArgumentParser) -> None:
+    audit = runner.add_argument_group("audits and verdicts")
+    audit.add_argument(
+        "--audit",
+        choices=["none", "basic", "full"],
+        help="none: no audits or verdicts; basic (default): membership inference without shadow "
+        "models, leakage, fairness; full: adds LiRA/RMIA with shadow re-runs and 256 canaries",
+    )
+    audit.add_argument(
+        "--policy", type=Path, metavar="FILE", help="YAML thresholds (default: the shipped policy)"
+    )
+    audit.add_argument(
+        "--strict",
+        action="store_true",
+        default=None,
+        help="exit with status 1 when any verdict fails (the run folder is still written and "
+        "signed first)",
+    )
+    audit.add_argument(
+        "--canaries",
+        type=int,
+        metavar="N",
+        help="canary records for the one-run ε audit, each inserted with probability 1/2 "
+        "(default: 256 with --audit full, else 0)",
+    )
+    audit.add_argument(
+        "--shadows", type=int, metavar="N", help="shadow re-runs for --audit full (default 16)"
+    )
+
+
+def _verdict_line(report: dict[str, Any]) -> str | None:
+    verdicts = report.get("verdicts", {})
+    if not verdicts:
+        return None
+    counts = {status: 0 for status in ("PASS", "FAIL", "SKIPPED")}
+    for verdict in verdicts.values():
+        counts[verdict["status"]] = counts.get(verdict["status"], 0) + 1
+    failed = [name for name, verdict in verdicts.items() if verdict["status"] == "FAIL"]
+    line = f"verdicts     {counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['SKIPPED']} SKIPPED"
+    return line + (f" (failed: {', '.join(failed)})" if failed else "")
+
+
+def _strict_failures(config: RunConfig, report: dict[str, Any]) -> list[str]:
+    if not config.audit.strict:
+        return []
+    return [name for name, v in report.get("verdicts", {}).items() if v["status"] == "FAIL"]
+
+
+# --------------------------------------------------------------------------------------------------
+
+
 def _run(args: argparse.Namespace) -> int:
     config = _run_config(args)
     if config.orchestrator == "prefect":
@@ -315,6 +375,17 @@ def _run(args: argparse.Namespace) -> int:
 
         result = run(config, extensions=build_extensions(config))
     print(_summary(result))
+    verdicts = _verdict_line(result.report)
+    if verdicts:
+        print(verdicts)
+    failed = _strict_failures(config, result.report)
+    if failed:
+        print(
+            f"tdd-priv: --strict: {len(failed)} verdict(s) failed ({', '.join(failed)}); the run "
+            f"folder {result.out} was written and signed, with the verdicts in its report.",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -19,6 +19,8 @@ from tdd_priv.encode import EncoderConfig
 from tdd_priv.errors import ConfigError
 
 __all__ = [
+    "AuditConfig",
+    "AuditLevel",
     "DataConfig",
     "DetoxConfig",
     "DetoxMode",
@@ -119,6 +121,59 @@ class DetoxConfig:
 # --------------------------------------------------------------------------------------------------
 
 
+# --- audits (issue 5) ---------------------------------------------------------------------------
+
+AuditLevel = Literal["none", "basic", "full"]
+DEFAULT_FULL_CANARIES = 256
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Which audits run (the auditors come from `audits/`), and the policy they are judged by.
+
+    level: `none` (no audits, no verdicts), `basic` (membership inference without shadow
+    models, leakage, fairness; canaries only when `canaries` > 0), `full` (adds LiRA/RMIA with
+    `shadows` re-runs of the distill step, and 256 canaries unless `canaries` says otherwise).
+    policy: a YAML file of thresholds (None: the shipped default, tdd_priv/policy/default.yaml).
+    strict: `tdd-priv run` exits non-zero when a verdict fails (after the run folder is written
+    and signed). canaries: secret records inserted with probability 1/2 (recorded in private/).
+    """
+
+    level: AuditLevel = "basic"
+    policy: Path | None = None
+    strict: bool = False
+    canaries: int | None = None
+    canary_kind: str = "spliced"
+    shadows: int = 16
+    min_group_size: int = 20
+    bootstrap: int = 200
+
+    def __post_init__(self) -> None:
+        if self.level not in get_args(AuditLevel):
+            raise ConfigError(
+                f"audit.level must be one of {', '.join(get_args(AuditLevel))}, got {self.level!r}."
+            )
+        if self.canaries is not None and self.canaries < 0:
+            raise ConfigError(f"audit.canaries must be 0 or more, got {self.canaries}.")
+        if self.shadows < 0 or self.shadows == 1:
+            raise ConfigError(
+                f"audit.shadows must be 0 or at least 2 (LiRA needs models with and without each "
+                f"record), got {self.shadows}."
+            )
+
+    @property
+    def canary_count(self) -> int:
+        """Canaries to insert: as configured, else 256 for `full` and none otherwise."""
+        if self.level == "none":
+            return 0
+        if self.canaries is not None:
+            return self.canaries
+        return DEFAULT_FULL_CANARIES if self.level == "full" else 0
+
+
+# --------------------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one run needs. `out` is the run folder it creates."""
@@ -133,6 +188,7 @@ class RunConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     detox: DetoxConfig = field(default_factory=DetoxConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     seed: int = 0
     cache_dir: Path = field(default_factory=default_cache_dir)
     overwrite: bool = False
@@ -206,8 +262,9 @@ _NESTED: dict[str, type] = {
     "encoder": EncoderConfig,
     "evaluation": EvalConfig,
     "detox": DetoxConfig,
+    "audit": AuditConfig,
 }
-_PATHS = {"out", "cache_dir", "signing_key"}
+_PATHS = {"out", "cache_dir", "signing_key", "policy"}
 _TUPLES = {"group_columns", "label_names", "heads", "text_models", "baselines", "exempt_labels"}
 
 

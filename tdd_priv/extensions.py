@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["NO_EXTENSIONS", "Auditor", "Extensions", "ToxicityScorer"]
+__all__ = ["NO_EXTENSIONS", "Auditor", "CanaryDraw", "CanaryMaker", "Extensions", "ToxicityScorer"]
 
 
 class ToxicityScorer(Protocol):
@@ -36,10 +36,31 @@ class Auditor(Protocol):
     def __call__(self, context: Any) -> Mapping[str, Any]: ...
 
 
+class CanaryDraw(Protocol):
+    """Canary records: texts, labels (m,) int, and included (m,) bool (to insert or not)."""
+
+    @property
+    def texts(self) -> Sequence[str]: ...
+    @property
+    def labels(self) -> np.ndarray: ...
+    @property
+    def included(self) -> np.ndarray: ...
+
+
+class CanaryMaker(Protocol):
+    """Public texts -> `count` canaries with labels in [0, num_classes), each marked for
+    insertion (probability 1/2), seeded (the canary audit, issue 5)."""
+
+    def __call__(
+        self, public_texts: Sequence[str], *, num_classes: int, count: int, seed: int
+    ) -> CanaryDraw: ...
+
+
 @dataclass(frozen=True)
 class Extensions:
     toxicity_scorers: Mapping[str, ToxicityScorer] = field(default_factory=dict)
     auditors: Sequence[Auditor] = ()
+    canary_maker: CanaryMaker | None = None
 
 
 NO_EXTENSIONS = Extensions()

@@ -1,10 +1,11 @@
 """The chain of steps of one run, defined once.
 
-`execute` runs load → split → encode → distill → realize → detox (unless `detox.mode` is off)
-→ evaluate → report. Every step is a plain function of small configs and the previous steps'
-results; `execute` takes a `call` argument that runs a step, so the Prefect flow (which wraps
-each step as a task) and a plain Python call (`run`) go through exactly the same steps in the
-same order.
+`execute` runs load → split (→ canaries, when the canary audit is on) → encode → distill →
+realize → detox (unless `detox.mode` is off) → evaluate → audit (unless `audit.level` is none
+or no auditor was given) → report. Every step is a plain function of small configs and the
+previous steps' results; `execute` takes a `call` argument that runs a step, so the Prefect flow
+(which wraps each step as a task) and a plain Python call (`run`) go through exactly the same
+steps in the same order.
 """
 
 from __future__ import annotations
@@ -18,6 +19,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from tdd_priv.audit_context import (
+    AuditContext,
+    CanaryRecords,
+    ReleasedSet,
+    ShadowRelease,
+    fit_predict_proba,
+    records,
+)
 from tdd_priv.comparison import CandidateSet, baseline_set, fixed_set, judge
 from tdd_priv.config import RunConfig
 from tdd_priv.data import (
@@ -30,13 +39,15 @@ from tdd_priv.data import (
     load_public_texts,
     make_splits,
 )
+from tdd_priv.data.canaries import insert_canaries
 from tdd_priv.detox import Candidates, screen
 from tdd_priv.encode import encode_cached
 from tdd_priv.errors import ConfigError
 from tdd_priv.evaluate import LabeledTexts, Utility
-from tdd_priv.extensions import NO_EXTENSIONS, Extensions, ToxicityScorer
-from tdd_priv.heads import LabeledArrays
+from tdd_priv.extensions import NO_EXTENSIONS, Auditor, CanaryMaker, Extensions, ToxicityScorer
+from tdd_priv.heads import HeadTraining, LabeledArrays
 from tdd_priv.methods import DistillInput, SyntheticSet, distill, method_info
+from tdd_priv.policy import load_policy
 from tdd_priv.privacy import check_delta, default_delta
 from tdd_priv.privacy.dpsgd import dpsgd_utility
 from tdd_priv.privacy.release import distill_privately
@@ -47,12 +58,15 @@ from tdd_priv.seeding import derive_seed
 from tdd_priv.signing import check_signing_key
 
 __all__ = [
+    "AuditResults",
     "EncodedInputs",
     "Evaluation",
     "LoadedInputs",
     "RunResult",
     "StepCaller",
+    "audit_step",
     "call_directly",
+    "canary_step",
     "detox_step",
     "execute",
     "preflight",
@@ -260,13 +274,14 @@ def detox_step(
         texts, embeddings = _public_pool(loaded, splits, encoded)
         candidates = Candidates(texts, embeddings)
     else:
-        dataset = loaded.labeled.dataset
+        dataset, texts = loaded.labeled.dataset, loaded.texts  # each read copies a whole column
+        columns = {column: list(dataset[column]) for column in loaded.labeled.group_columns}
         candidates = Candidates(
-            [loaded.texts[i] for i in splits.members],
+            [texts[i] for i in splits.members],
             encoded.rows[splits.members],
             groups={
-                column: [str(dataset[column][i]) for i in splits.members]
-                for column in loaded.labeled.group_columns
+                column: [str(values[i]) for i in splits.members]
+                for column, values in columns.items()
             },
         )
     return screen(realized, candidates, scorer, config.detox, loaded.labeled.label_names)
@@ -347,6 +362,155 @@ def evaluate_step(
     return Evaluation(utilities)
 
 
+# --- audits (issue 5) ---------------------------------------------------------------------------
+
+
+def canary_maker(config: RunConfig, extensions: Extensions) -> CanaryMaker | None:
+    """The canary maker from `extensions` when the run inserts canaries (None otherwise)."""
+    if config.audit.canary_count == 0:
+        return None
+    if extensions.canary_maker is None:
+        raise ConfigError(
+            f"the canary audit ({config.audit.canary_count} canaries) needs a canary maker, but "
+            "this run was given none. Run through the CLI or the flow, pass "
+            "extensions=flows.extensions.build_extensions(config) to tdd_priv.run, or set "
+            "audit.canaries to 0."
+        )
+    return extensions.canary_maker
+
+
+def canary_step(
+    loaded: LoadedInputs, splits: Splits, config: RunConfig, maker: CanaryMaker
+) -> tuple[LoadedInputs, Splits]:
+    """Make the canaries from public texts (seeded) and insert the ones drawn for insertion into
+    the members; every canary row is recorded in `Splits.canaries` (private/splits.json)."""
+    if loaded.external_pool is not None:
+        public_texts = list(loaded.external_pool.texts)
+    else:
+        texts = loaded.texts
+        public_texts = [texts[i] for i in splits.public]
+    draw = maker(
+        public_texts,
+        num_classes=len(loaded.labeled.label_names),
+        count=config.audit.canary_count,
+        seed=derive_seed(config.seed, "canaries"),
+    )
+    labeled, augmented = insert_canaries(loaded.labeled, splits, draw)
+    return replace(loaded, labeled=labeled), augmented
+
+
+@dataclass(frozen=True)
+class AuditResults:
+    """report.json's audit sections, one per auditor that had something to say."""
+
+    sections: dict[str, dict[str, Any]]
+
+
+def _shadow_release(
+    loaded: LoadedInputs,
+    splits: Splits,
+    encoded: EncodedInputs,
+    config: RunConfig,
+    universe: np.ndarray,
+) -> ShadowRelease:
+    classes = len(loaded.labeled.label_names)
+
+    def shadow_release(in_mask: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        shadow_splits = Splits(
+            members=universe[np.asarray(in_mask, dtype=bool)],
+            audit=np.zeros(0, dtype=np.int64),
+            test=splits.test,
+            public=splits.public,
+            seed=splits.seed,
+        )
+        shadow_config = replace(config, seed=seed, progress=False)
+        arrays = distill_step(loaded, shadow_splits, encoded, shadow_config).training_arrays(
+            classes
+        )
+        return arrays.x, arrays.targets
+
+    return shadow_release
+
+
+def audit_context(
+    loaded: LoadedInputs,
+    splits: Splits,
+    encoded: EncodedInputs,
+    synthetic: SyntheticSet,
+    realized: RealizedSet,
+    config: RunConfig,
+) -> AuditContext:
+    """What the auditors see (tdd_priv.audit_context): the splits as arrays and texts, the
+    release, the canaries, and callables to train heads and re-run the distill step."""
+    texts, labels = loaded.texts, loaded.labels
+    dataset = loaded.labeled.dataset
+    groups = {column: list(dataset[column]) for column in loaded.labeled.group_columns}
+    member_rows = np.setdiff1d(splits.members, splits.canaries)
+    classes = len(loaded.labeled.label_names)
+    vectors = synthetic.training_arrays(classes)
+    canaries = None
+    if splits.canaries.size:
+        rows = splits.canaries
+        canaries = CanaryRecords(
+            texts=tuple(texts[i] for i in rows),
+            labels=labels[rows],
+            embeddings=encoded.rows[rows],
+            included=np.isin(rows, splits.members),
+        )
+    privacy = synthetic.privacy
+    full = config.audit.level == "full" and config.audit.shadows >= 2
+    universe = np.concatenate([member_rows, splits.audit])
+    training = HeadTraining(steps=config.evaluation.steps)
+
+    def fit_predict(x: np.ndarray, targets: np.ndarray, eval_x: np.ndarray, seed: int) -> Any:
+        return fit_predict_proba(x, targets, eval_x, seed, training=training)
+
+    return AuditContext(
+        level="full" if full else "basic",
+        seed=derive_seed(config.seed, "audit") % 2**31,
+        label_names=tuple(loaded.labeled.label_names),
+        members=records(member_rows, texts, encoded.rows, labels, groups),
+        nonmembers=records(splits.audit, texts, encoded.rows, labels, groups),
+        test=records(splits.test, texts, encoded.rows, labels, groups),
+        release=ReleasedSet(
+            texts=tuple(realized.texts),
+            labels=np.asarray(realized.labels),
+            text_embeddings=realized.embeddings,
+            vectors=vectors.x,
+            targets=vectors.targets,
+            source=realized.source,
+        ),
+        canaries=canaries,
+        epsilon=privacy["epsilon"] if privacy else None,
+        delta=privacy["delta"] if privacy else default_delta(len(splits.members)),
+        shadows=config.audit.shadows if full else 0,
+        fit_predict=fit_predict,
+        shadow_release=_shadow_release(loaded, splits, encoded, config, universe) if full else None,
+    )
+
+
+def audit_step(
+    loaded: LoadedInputs,
+    splits: Splits,
+    encoded: EncodedInputs,
+    synthetic: SyntheticSet,
+    realized: RealizedSet,
+    config: RunConfig,
+    auditors: tuple[Auditor, ...],
+) -> AuditResults:
+    """Run every auditor (from `audits/`, via Extensions) on the run's artifacts."""
+    context = audit_context(loaded, splits, encoded, synthetic, realized, config)
+    sections: dict[str, dict[str, Any]] = {}
+    for auditor in auditors:
+        section = dict(auditor(context))
+        if section:
+            sections[auditor.name] = section
+    return AuditResults(sections)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
 def report_step(
     staging: Path,
     loaded: LoadedInputs,
@@ -356,6 +520,7 @@ def report_step(
     realized: RealizedSet,
     evaluation: Evaluation,
     config: RunConfig,
+    audit: AuditResults | None = None,
 ) -> dict[str, Any]:
     """Write the run folder's contents into `staging` and return report.json's content."""
     record = RunRecord(
@@ -370,6 +535,8 @@ def report_step(
         utility=evaluation.utilities,
         releases_private_records=method_info(config.method).releases_private_records,
         privacy=synthetic.privacy,
+        audits=audit.sections if audit is not None else {},  # issue 5
+        policy=load_policy(config.audit.policy) if config.audit.level != "none" else None,
     )
     return write_run_folder(staging, record)
 
@@ -411,6 +578,8 @@ def check_config(config: RunConfig) -> None:
         )
     check_output_dir(config.out, overwrite=config.overwrite)
     check_signing_key(config.signing_key)
+    if config.audit.level != "none":
+        load_policy(config.audit.policy)  # a bad policy file fails before anything runs
 
 
 def preflight(config: RunConfig) -> None:
@@ -446,17 +615,35 @@ def execute(
     """
     check_config(config)
     scorer = toxicity_scorer(config, extensions)
+    maker = canary_maker(config, extensions)
+    auditors = tuple(extensions.auditors) if config.audit.level != "none" else ()
     loaded = call(load_step, config)
     splits = call(split_step, loaded, config)
+    if maker is not None:
+        loaded, splits = call(canary_step, loaded, splits, config, maker)
     encoded = call(encode_step, loaded, config)
     synthetic = call(distill_step, loaded, splits, encoded, config)
     realized = call(realize_step, loaded, splits, encoded, synthetic, config)
     if scorer is not None:
         realized = call(detox_step, loaded, splits, encoded, realized, config, scorer)
     evaluation = call(evaluate_step, loaded, splits, encoded, synthetic, realized, config)
+    audit = (
+        call(audit_step, loaded, splits, encoded, synthetic, realized, config, auditors)
+        if auditors
+        else None
+    )
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
         report = call(
-            report_step, staging, loaded, splits, encoded, synthetic, realized, evaluation, config
+            report_step,
+            staging,
+            loaded,
+            splits,
+            encoded,
+            synthetic,
+            realized,
+            evaluation,
+            config,
+            audit,
         )
     return RunResult(out=config.out, report=report)
 

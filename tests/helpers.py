@@ -20,3 +20,19 @@ def tiny_run_overrides(data: Path, out: Path) -> dict[str, object]:
         "progress": False,
         "out": str(out),
     }
+
+
+# Small budgets for the DP methods: end-to-end tests check plumbing and accounting, not quality.
+QUICK_DP_OPTIONS: dict[str, dict[str, object]] = {
+    "dm": {"iterations": 30, "feature_maps": 4},
+    "dc": {"iterations": 10, "hidden": 32},
+    "kip": {"iterations": 20, "batch_size": 128},
+    "mtt": {
+        "iterations": 10,
+        "experts": 1,
+        "expert_epochs": 3,
+        "max_start_epoch": 1,
+        "student_steps": 5,
+        "hidden": 32,
+    },
+}

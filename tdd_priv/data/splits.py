@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -49,7 +50,8 @@ class Splits:
 
     members: the private training set; audit: held-out non-members from the train split;
     test: evaluation rows; public: train-split rows whose labels are dropped (empty when the
-    public pool is external). The arrays are read-only.
+    public pool is external). canaries: rows of canary records (the canary audit, issue 5),
+    inserted into members or not, never in audit/test/public. The arrays are read-only.
     """
 
     members: np.ndarray
@@ -57,9 +59,10 @@ class Splits:
     test: np.ndarray
     public: np.ndarray
     seed: int
+    canaries: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __post_init__(self) -> None:
-        for name in _PARTS:
+        for name in (*_PARTS, "canaries"):
             array = np.sort(np.asarray(getattr(self, name), dtype=np.int64).reshape(-1))
             array.flags.writeable = False
             object.__setattr__(self, name, array)
@@ -68,12 +71,16 @@ class Splits:
             raise DataValidationError(
                 "splits overlap: a row is in two of members/audit/test/public."
             )
+        held_out = np.concatenate([self.audit, self.test, self.public])
+        if np.intersect1d(self.canaries, held_out).size:
+            raise DataValidationError("a canary row is in the audit, test or public split.")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Splits):
             return NotImplemented
         return self.seed == other.seed and all(
-            np.array_equal(getattr(self, name), getattr(other, name)) for name in _PARTS
+            np.array_equal(getattr(self, name), getattr(other, name))
+            for name in (*_PARTS, "canaries")
         )
 
     __hash__ = None  # type: ignore[assignment]  # holds arrays: equality, not identity
@@ -85,6 +92,9 @@ class Splits:
             "sizes": {name: int(getattr(self, name).size) for name in _PARTS},
         }
         payload.update({name: getattr(self, name).tolist() for name in _PARTS})
+        if self.canaries.size:  # the canary audit's rows (issue 5)
+            payload["sizes"]["canaries"] = int(self.canaries.size)
+            payload["canaries"] = self.canaries.tolist()
         return payload
 
     @classmethod
@@ -92,7 +102,11 @@ class Splits:
         missing = [key for key in ("seed", *_PARTS) if key not in payload]
         if missing:
             raise DataValidationError(f"splits record lacks {format_values(missing)}.")
-        splits = cls(seed=int(payload["seed"]), **{name: payload[name] for name in _PARTS})
+        splits = cls(
+            seed=int(payload["seed"]),
+            canaries=payload.get("canaries", []),
+            **{name: payload[name] for name in _PARTS},
+        )
         sizes = payload.get("sizes", {})
         wrong = [name for name in _PARTS if name in sizes and sizes[name] != len(payload[name])]
         if wrong:

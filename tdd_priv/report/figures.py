@@ -306,3 +306,86 @@ register_figure(
         draw=lambda report, path: plot_toxicity(report["audits"]["toxicity"], path),
     )
 )
+
+
+# --- audits (issue 5) ---------------------------------------------------------------------------
+
+
+def plot_membership_roc(membership: Mapping[str, Any], path: Path) -> None:
+    """ROC of each membership attack on log-log axes (low FPRs are what matter), with chance."""
+    figure, axes = plt.subplots(figsize=(5.2, 4.2), dpi=120)
+    lowest = 1.0
+    for i, (name, roc) in enumerate(membership["roc"].items()):
+        points = [(f, t) for f, t in zip(roc["fpr"], roc["tpr"], strict=True) if f > 0 and t > 0]
+        if not points:
+            continue
+        fpr, tpr = zip(*points, strict=True)
+        lowest = min(lowest, *fpr)
+        auc = membership.get("attacks", {}).get(name, {}).get("auc")
+        label = f"{name} (AUC {auc:.3f})" if auc is not None else name
+        axes.plot(fpr, tpr, color=f"C{i}", lw=1.3, label=label, drawstyle="steps-post")
+    axes.plot([lowest, 1.0], [lowest, 1.0], "k--", lw=0.8, label="chance")
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlim(lowest, 1.0)
+    axes.set_ylim(lowest, 1.05)
+    axes.set_xlabel("false positive rate")
+    axes.set_ylabel("true positive rate")
+    axes.set_title("Membership inference ROC (log-log)")
+    axes.legend(fontsize=7, loc="lower right", frameon=False)
+    axes.grid(alpha=0.3, which="both")
+    _save(figure, path)
+
+
+register_figure(
+    Figure(
+        name="membership_roc",
+        section="membership",
+        caption="ROC of each membership-inference attack on log-log axes; the dashed line is "
+        "chance. What matters is the TPR at low FPR.",
+        applies=lambda report: bool(report.get("audits", {}).get("membership", {}).get("roc")),
+        draw=lambda report, path: plot_membership_roc(report["audits"]["membership"], path),
+    )
+)
+
+
+def plot_accuracy_by_group(fairness: Mapping[str, Any], path: Path) -> None:
+    """Test accuracy per group of the model trained on the release and of the one trained on
+    full data, for each group view (at most three); hatched bars: too few examples."""
+    views = list(fairness["by"].items())[:3]
+    figure, axes_row = plt.subplots(
+        1, len(views), figsize=(min(5.0 * len(views), 14), 3.6), dpi=120, squeeze=False
+    )
+    for axes, (view, entry) in zip(axes_row[0], views, strict=True):
+        groups = list(entry["synthetic"]["groups"])
+        for i, model in enumerate(("synthetic", "full_data")):
+            by_group = entry[model]["groups"]
+            for g, group in enumerate(groups):
+                metrics = by_group[group]
+                axes.bar(
+                    g + (i - 0.5) * 0.4,
+                    metrics.get("accuracy") or 0.0,
+                    0.38,
+                    color=f"C{i}",
+                    hatch="//" if metrics.get("too_few_examples") else None,
+                    label=utility_label(model) if g == 0 else None,
+                )
+        axes.set_xticks(range(len(groups)), groups, rotation=45, ha="right", fontsize=7)
+        axes.set_ylim(0, 1)
+        axes.set_title(view, fontsize=9)
+    axes_row[0][0].set_ylabel("test accuracy")
+    axes_row[0][-1].legend(fontsize=7, loc="lower right", frameon=False)
+    figure.suptitle("Accuracy by group (hatched: too few test examples)", fontsize=10)
+    _save(figure, path)
+
+
+register_figure(
+    Figure(
+        name="fairness_accuracy",
+        section="fairness",
+        caption="Test accuracy by group of a model trained on the released set and of one "
+        "trained on the full private data.",
+        applies=lambda report: bool(report.get("audits", {}).get("fairness", {}).get("by")),
+        draw=lambda report, path: plot_accuracy_by_group(report["audits"]["fairness"], path),
+    )
+)

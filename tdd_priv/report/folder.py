@@ -74,6 +74,22 @@ def _write_private(folder: Path, record: RunRecord) -> None:
         json.dumps({"source": record.realized.source, "rows": record.realized.rows.tolist()}),
         encoding="utf-8",
     )
+    splits = record.splits
+    if len(splits.canaries):  # the canary audit's secrets (issue 5): never released
+        dataset = record.labeled.dataset.select(splits.canaries.tolist())
+        canaries = [
+            {"row": int(row), "text": text, "label": int(label), "included": bool(included)}
+            for row, text, label, included in zip(
+                splits.canaries,
+                dataset["text"],
+                dataset["label"],
+                np.isin(splits.canaries, splits.members),
+                strict=True,
+            )
+        ]
+        (folder / "canaries.json").write_text(
+            json.dumps(canaries, ensure_ascii=False), encoding="utf-8"
+        )
 
 
 def _artifacts(folder: Path) -> list[dict[str, str]]:

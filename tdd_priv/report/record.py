@@ -20,6 +20,7 @@ from tdd_priv.config import RunConfig
 from tdd_priv.data import LabeledData, PublicTexts, Splits
 from tdd_priv.evaluate import Utility
 from tdd_priv.methods import SyntheticSet
+from tdd_priv.policy import Policy, judge
 from tdd_priv.realize import RealizedSet
 from tdd_priv.report.schema import SCHEMA_VERSION
 
@@ -62,6 +63,9 @@ class RunRecord:
     # (check -> {"status": "PASS"|"FAIL"|"SKIPPED", "value", "threshold"}), as report.json has them.
     audits: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     verdicts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The policy the report is judged by (issue 5): its verdicts join `verdicts`, computed from
+    # the finished report.json content. None: no verdicts beyond `verdicts`.
+    policy: Policy | None = None
 
 
 def _private_statement(privacy: Mapping[str, Any], members: int) -> str:
@@ -110,12 +114,14 @@ def _dataset(record: RunRecord) -> dict[str, Any]:
         "classes": list(labeled.label_names),
         "group_columns": list(labeled.group_columns),
         "sizes": {
-            "rows": len(labeled.dataset),
+            "rows": len(labeled.dataset) - len(splits.canaries),
             "members": len(splits.members),
             "audit": len(splits.audit),
             "test": len(splits.test),
             "public_pool": len(pool.texts) if pool is not None else len(splits.public),
             "dropped_empty": len(labeled.dropped_rows),
+            # canary audit (issue 5): canary records made; the inserted ones count as members
+            **({"canaries": len(splits.canaries)} if len(splits.canaries) else {}),
         },
         "public_pool": {
             "origin": "external" if pool is not None else "train split, labels dropped",
@@ -184,6 +190,14 @@ def _environment(seed: int) -> dict[str, Any]:
 def build_report(record: RunRecord) -> dict[str, Any]:
     """report.json without `artifacts`, `figures` and `signing` (added by write_run_folder
     once the released files are written)."""
+    report = _build_report(record)
+    if record.policy is not None:  # issue 5: verdicts of the policy, on the finished content
+        report["verdicts"].update(judge(record.policy, report))
+        report["policy"] = record.policy.to_json()
+    return report
+
+
+def _build_report(record: RunRecord) -> dict[str, Any]:
     config = record.config
     resolved = config.to_dict()
     config_digest = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()

@@ -11,7 +11,7 @@ Inline text may use `code` and **bold** (Markdown syntax); the HTML renderer con
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -274,6 +274,140 @@ def _utility(report: Mapping[str, Any]) -> Section:
     )
 
 
+# --- audit tables (issue 5) ---------------------------------------------------------------------
+
+
+def _membership_blocks(payload: Mapping[str, Any]) -> list[Block]:
+    attacks = payload.get("attacks", {})
+    rows = tuple(
+        (
+            f"**{name}**" if name == payload.get("best_attack") else name,
+            _number(m.get("auc"))
+            + (
+                f" [{_number(m['auc_ci95'][0])}, {_number(m['auc_ci95'][1])}]"
+                if "auc_ci95" in m
+                else ""
+            ),
+            _number(m.get("balanced_accuracy")),
+            _number(m.get("tpr_at_0.1pct_fpr")),
+            _number(m.get("tpr_at_1pct_fpr")),
+        )
+        for name, m in attacks.items()
+    )
+    text = (
+        f"{payload.get('n_members', '?')} members against {payload.get('n_nonmembers', '?')} "
+        f"held-out non-members ({payload.get('shadows', 0)} shadow re-runs); with these "
+        f"non-members no FPR below {_number(payload.get('min_fpr'))} is measurable. "
+        + str(payload.get("note", ""))
+    )
+    blocks: list[Block] = [Paragraph(text.strip())]
+    if rows:
+        header = ("attack", "AUC [95 %]", "balanced accuracy", "TPR at 0.1 % FPR", "TPR at 1 % FPR")
+        blocks.append(Table(header, rows))
+    return blocks
+
+
+def _leakage_blocks(payload: Mapping[str, Any]) -> list[Block]:
+    shown = {"worst", "distance_to_closest_record"}
+    blocks: list[Block] = [
+        Table(
+            ("measure", "value"),
+            tuple((k, v) for k, v in _scalars(payload) if k.split(".")[0] not in shown),
+        )
+    ]
+    dcr = payload.get("distance_to_closest_record")
+    if dcr:
+        blocks.append(
+            Paragraph(
+                f"Distance to closest record: the nearest record of "
+                f"{_number(dcr['nearest_is_member_share'])} of the released texts is a member "
+                f"(expected {_number(dcr['expected_share'])} if the release did not depend on "
+                f"membership; one-sided binomial p = {_number(dcr['p_value'])}). Median cosine "
+                f"distance to members {_number(dcr['median_distance_to_members'])}, to held-out "
+                f"records {_number(dcr['median_distance_to_held_out'])}."
+            )
+        )
+    worst = payload.get("worst", [])
+    if worst:
+        rows = tuple(
+            (
+                str(w["released_index"]),
+                str(w["private_id"]),
+                _number(w.get("ngram_jaccard")),
+                _number(w.get("embedding_cosine")),
+                _number(w.get("exact")),
+            )
+            for w in worst
+        )
+        header = ("released row", "private record id", "n-gram Jaccard", "cosine", "exact")
+        blocks.append(Table(header, rows))
+    return blocks
+
+
+_GAP_NAMES = (
+    "accuracy_difference",
+    "demographic_parity_difference",
+    "equal_opportunity_difference",
+    "equalized_odds_difference",
+)
+_GROUP_COLUMNS = ("accuracy", "selection_rate", "tpr", "fpr", "subgroup_auc", "bpsn_auc")
+
+
+def _fairness_blocks(payload: Mapping[str, Any]) -> list[Block]:
+    blocks: list[Block] = []
+    if payload.get("positive_label") is not None:
+        blocks.append(
+            Paragraph(
+                f"Positive class: {payload['positive_label']}. Groups with fewer than "
+                f"{payload.get('min_group_size', '?')} test examples are marked and left out of "
+                f"the gaps; intervals: {_number(payload.get('confidence'))} bootstrap."
+            )
+        )
+    for view, entry in payload.get("by", {}).items():
+        synthetic, full = entry.get("synthetic", {}), entry.get("full_data", {})
+        intervals = synthetic.get("confidence_intervals", {})
+        gap_rows = []
+        for gap in _GAP_NAMES:
+            if gap not in synthetic:
+                continue
+            interval = intervals.get(gap)
+            shown = _number(synthetic[gap]) + (
+                f" [{_number(interval[0])}, {_number(interval[1])}]" if interval else ""
+            )
+            change = entry.get("gap_change", {}).get(gap)
+            gap_rows.append((gap, shown, _number(full.get(gap)), _number(change)))
+        blocks.append(Paragraph(f"**By {view}**"))
+        if gap_rows:
+            header = ("gap", "synthetic-trained", "full-data-trained", "change")
+            blocks.append(Table(header, tuple(gap_rows)))
+        groups = synthetic.get("groups", {})
+        columns = [c for c in _GROUP_COLUMNS if any(c in m for m in groups.values())]
+        rows = []
+        for group, metrics in groups.items():
+            full_accuracy = full.get("groups", {}).get(group, {}).get("accuracy")
+            flag: Cell = Badge("too few", "warn") if metrics.get("too_few_examples") else ""
+            rows.append(
+                (
+                    group,
+                    str(metrics.get("n", "?")),
+                    *(_number(metrics.get(c)) for c in columns),
+                    _number(full_accuracy),
+                    flag,
+                )
+            )
+        if rows:
+            group_header = ("group", "n", *columns, "accuracy (full data)", "")
+            blocks.append(Table(group_header, tuple(rows)))
+    return blocks
+
+
+AUDIT_DETAILS: dict[str, Callable[[Mapping[str, Any]], list[Block]]] = {
+    "membership": _membership_blocks,
+    "leakage": _leakage_blocks,
+    "fairness": _fairness_blocks,
+}
+
+
 def _audit_sections(report: Mapping[str, Any]) -> list[Section]:
     audits = report.get("audits", {})
     order = [name for name in AUDIT_SECTIONS if name in audits]
@@ -289,9 +423,13 @@ def _audit_sections(report: Mapping[str, Any]) -> list[Section]:
                 blocks.append(
                     Paragraph(f"**{known.headline}: {_number(payload[known.headline])}**")
                 )
-        scalars = [(k, v) for k, v in _scalars(payload) if known is None or k != known.headline]
-        if scalars:
-            blocks.append(Table(("measure", "value"), tuple(scalars)))
+        detail = AUDIT_DETAILS.get(name)
+        if detail is not None:  # audits with their own tables (issue 5)
+            blocks += detail(payload)
+        else:
+            scalars = [(k, v) for k, v in _scalars(payload) if known is None or k != known.headline]
+            if scalars:
+                blocks.append(Table(("measure", "value"), tuple(scalars)))
         blocks += _figures(report, name)
         sections.append(Section(f"audit-{name}", known.title if known else name, tuple(blocks)))
     verdicts = report.get("verdicts", {})

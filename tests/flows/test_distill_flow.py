@@ -3,8 +3,11 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from tdd_priv.config import RunConfig
-from tests.helpers import tiny_run_overrides
+from tdd_priv.privacy import compute_epsilon
+from tests.helpers import QUICK_DP_OPTIONS, tiny_run_overrides
 
 
 def test_flow_runs_every_step_as_a_task(tiny_ag_news: Path, run_out: Path) -> None:
@@ -26,7 +29,9 @@ def test_flow_runs_every_step_as_a_task(tiny_ag_news: Path, run_out: Path) -> No
             )
         )
     names = {run.name.rsplit("-", 1)[0] for run in runs}
-    assert names == {"load", "split", "encode", "distill", "realize", "evaluate", "report"}
+    # the default --audit basic: the flow passes the auditors of flows.extensions (issue 5)
+    assert names == {"load", "split", "encode", "distill", "realize", "evaluate", "audit", "report"}
+    assert {"membership", "leakage"} <= set(report["audits"])
     assert all(run.state is not None and run.state.is_completed() for run in runs)
 
 
@@ -42,3 +47,32 @@ def test_failed_validation_fails_the_flow_and_writes_nothing(
     assert state.is_failed()
     assert not run_out.exists()
     assert list(run_out.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("method", sorted(QUICK_DP_OPTIONS))
+def test_every_dp_method_runs_through_the_flow(
+    method: str, tiny_ag_news: Path, run_out: Path
+) -> None:
+    from flows.distill import distill_flow
+
+    overrides = {
+        **tiny_run_overrides(tiny_ag_news, run_out),
+        "method": method,
+        "method_options": QUICK_DP_OPTIONS[method],
+        "per_class": 3,
+        "realize": "public-match",
+        "privacy.enabled": True,
+        "privacy.epsilon": 3.0,
+        "evaluation.seeds": 1,
+        "evaluation.heads": ["linear"],
+        "evaluation.baselines": [],
+        "evaluation.text_models": [],
+    }
+    state = distill_flow(RunConfig().with_overrides(overrides).to_dict(), return_state=True)
+    assert state.is_completed()
+    privacy = json.loads((run_out / "report.json").read_text())["privacy"]
+    assert privacy["mode"] == "dp"
+    assert privacy["epsilon"] <= 3.0
+    assert privacy["epsilon"] == pytest.approx(
+        compute_epsilon(privacy["mechanisms"], delta=privacy["delta"])
+    )

@@ -9,17 +9,10 @@ import pytest
 
 from tdd_priv.cli import main
 from tdd_priv.privacy import compute_epsilon
-
-QUICK_OPTIONS = {
-    "dm": ["iterations=30", "feature_maps=4"],
-    "dc": ["iterations=10", "hidden=32"],
-    "kip": ["iterations=20", "batch_size=128"],
-    "mtt": ["iterations=10", "experts=1", "expert_epochs=3", "max_start_epoch=1",
-            "student_steps=5", "hidden=32"],
-}  # fmt: skip
+from tests.helpers import QUICK_DP_OPTIONS
 
 
-@pytest.mark.parametrize("method", sorted(QUICK_OPTIONS))
+@pytest.mark.parametrize("method", sorted(QUICK_DP_OPTIONS))
 def test_dp_run_end_to_end(method: str, tiny_ag_news: Path, tmp_path: Path) -> None:
     out = tmp_path / method
     args = [
@@ -46,8 +39,8 @@ def test_dp_run_end_to_end(method: str, tiny_ag_news: Path, tmp_path: Path) -> N
         "--out",
         str(out),
     ]
-    for option in QUICK_OPTIONS[method]:
-        args += ["--method-option", option]
+    for key, value in QUICK_DP_OPTIONS[method].items():
+        args += ["--method-option", f"{key}={value}"]
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
     privacy = report["privacy"]

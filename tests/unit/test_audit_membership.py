@@ -31,6 +31,8 @@ def test_identical_distributions_give_chance() -> None:
     scores = rng.normal(size=20_000)
     metrics = attack_metrics(scores, _labels(10_000, 10_000))
     assert metrics.auc == pytest.approx(0.5, abs=0.015)
+    low, high = metrics.auc_interval
+    assert low < 0.5 < high and high - low < 0.03
     assert metrics.balanced_accuracy < 0.52
     assert metrics.tpr_at_fpr[0.01] < 0.02
     assert metrics.tpr_at_fpr[0.001] < 0.005

@@ -1,0 +1,149 @@
+"""What the library hands an auditor: a run's artifacts as arrays, texts and callables.
+
+The auditors live in `audits/` and never import the library. They read an `AuditContext`
+(documented below; `audits.context.RunArtifacts` is the same shape as a structural type) and
+return one report section each. The callables let an auditor train and re-run things without
+knowing how the library does it:
+
+- `fit_predict(train_x (n, d), train_targets (n, C), eval_x (k, d), seed) -> (k, C)` class
+  probabilities of a fresh linear head (the evaluation's head, same training settings) trained on
+  the first set and evaluated on the second;
+- `shadow_release(in_mask, seed) -> (x (m, d), targets (m, C))`: the whole distill step re-run,
+  under the run's own method and privacy settings, on the records `in_mask` selects from
+  members followed by non-members (for LiRA/RMIA shadow models); None unless `--audit full`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+
+from tdd_priv.heads import DEFAULT_TRAINING, HeadTraining, LabeledArrays, train_head
+
+__all__ = [
+    "AuditContext",
+    "AuditRecords",
+    "CanaryRecords",
+    "FitPredict",
+    "ReleasedSet",
+    "ShadowRelease",
+    "fit_predict_proba",
+    "records",
+]
+
+FitPredict = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
+ShadowRelease = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+AuditLevel = Literal["basic", "full"]
+
+
+@dataclass(frozen=True)
+class AuditRecords:
+    """Rows of one split. ids (n,): row indices in the labeled data (safe to report, unlike the
+    texts); embeddings (n, d) float32, L2-normalised; labels (n,) int64; groups: group column ->
+    (n,) group names."""
+
+    ids: np.ndarray
+    texts: tuple[str, ...]
+    embeddings: np.ndarray
+    labels: np.ndarray
+    groups: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReleasedSet:
+    """What the run released: texts, labels (m,) and text embeddings (m, d); and the synthetic
+    vectors (m', d) with their training targets (m', C): one-hot or soft labels."""
+
+    texts: tuple[str, ...]
+    labels: np.ndarray
+    text_embeddings: np.ndarray
+    vectors: np.ndarray
+    targets: np.ndarray
+    source: str  # "public" or "private": where the texts come from
+
+
+@dataclass(frozen=True)
+class CanaryRecords:
+    """Every canary record of the run, inserted or not: texts, labels (m,), embeddings (m, d),
+    included (m,) bool: inserted into the private training data."""
+
+    texts: tuple[str, ...]
+    labels: np.ndarray
+    embeddings: np.ndarray
+    included: np.ndarray
+
+
+@dataclass(frozen=True)
+class AuditContext:
+    """Everything an auditor may look at (see the module docstring for the callables).
+
+    members: private training records, canaries excluded; nonmembers: the held-out audit split;
+    test: the test split. epsilon: the accountant's ε (None when the run is not private);
+    delta: the δ empirical bounds use (the run's δ, else 1 / (10·n)). shadows: how many shadow
+    re-runs a membership audit may make.
+    """
+
+    level: AuditLevel
+    seed: int
+    label_names: tuple[str, ...]
+    members: AuditRecords
+    nonmembers: AuditRecords
+    test: AuditRecords
+    release: ReleasedSet
+    canaries: CanaryRecords | None
+    epsilon: float | None
+    delta: float
+    shadows: int
+    fit_predict: FitPredict
+    shadow_release: ShadowRelease | None
+
+
+def fit_predict_proba(
+    train_x: np.ndarray,
+    train_targets: np.ndarray,
+    eval_x: np.ndarray,
+    seed: int,
+    *,
+    head: str = "linear",
+    training: HeadTraining = DEFAULT_TRAINING,
+) -> np.ndarray:
+    """(k, C) softmax probabilities on `eval_x` of a fresh `head` trained on the given set."""
+    model = train_head(
+        head,
+        LabeledArrays(
+            np.asarray(train_x, dtype=np.float32), np.asarray(train_targets, dtype=np.float32)
+        ),
+        seed=seed,
+        training=training,
+    )
+    tensor = torch.from_numpy(np.ascontiguousarray(eval_x, dtype=np.float32))
+    with torch.inference_mode():
+        chunks = [
+            torch.softmax(model(tensor[i : i + 8192]), dim=1) for i in range(0, len(tensor), 8192)
+        ]
+    if not chunks:
+        return np.zeros((0, train_targets.shape[1]), dtype=np.float64)
+    return torch.cat(chunks).double().numpy()
+
+
+def records(
+    ids: np.ndarray,
+    texts: Sequence[str],
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    groups: Mapping[str, Sequence[str]],
+) -> AuditRecords:
+    """AuditRecords for the rows `ids` of the labeled data (texts, embeddings, labels, groups
+    are the whole data's; this picks the rows)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    return AuditRecords(
+        ids=ids,
+        texts=tuple(texts[i] for i in ids),
+        embeddings=embeddings[ids],
+        labels=labels[ids],
+        groups={name: np.asarray(values)[ids].astype(str) for name, values in groups.items()},
+    )
