@@ -533,7 +533,6 @@ def report_step(
         synthetic=synthetic,
         realized=realized,
         utility=evaluation.utilities,
-        releases_private_records=method_info(config.method).releases_private_records,
         privacy=synthetic.privacy,
         audits=audit.sections if audit is not None else {},  # issue 5
         policy=load_policy(config.audit.policy) if config.audit.level != "none" else None,
@@ -549,9 +548,7 @@ def realization_strategy(config: RunConfig) -> str:
     if config.realize is not None:
         return config.realize
     return (
-        "private-coreset"
-        if method_info(config.method).releases_private_records
-        else "public-nearest"
+        "private-coreset" if method_info(config.method).releases_private_records else "public-match"
     )
 
 

@@ -53,7 +53,6 @@ class RunRecord:
     synthetic: SyntheticSet
     realized: RealizedSet
     utility: dict[str, Utility]
-    releases_private_records: bool
     # report.json's `privacy` section for a private run, from the privacy ledger: mode, epsilon,
     # delta, accountant ("rdp" or "prv": the one that produced epsilon), mechanisms[] (name,
     # noise_multiplier, sample_rate, steps, ...) and optionally a plain-words statement.
@@ -84,7 +83,7 @@ def _privacy(record: RunRecord) -> dict[str, Any]:
         if not privacy["statement"]:
             privacy["statement"] = _private_statement(privacy, len(record.splits.members))
         return privacy
-    if record.releases_private_records or record.realized.source == "private":
+    if record.realized.source == "private":
         statement = (
             f"No differential privacy: the released texts are {len(record.realized.texts)} "
             "records of the private training set, copied verbatim."

@@ -32,7 +32,8 @@ def test_bad_values_are_refused() -> None:
 def test_example_config_loads() -> None:
     config = load_config_file(Path(__file__).resolve().parents[2] / "examples" / "demo.yaml")
     assert config.data.spec == "demo"
-    assert config.privacy.enabled is False
+    assert config.privacy.enabled is True
+    assert config.method == "dm"
 
 
 def test_staged_directory_appears_only_on_success(tmp_path: Path) -> None:
