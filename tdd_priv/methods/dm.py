@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from tdd_priv.methods.access import PrivateAccess, Statistic
+from tdd_priv.methods.access import Statistic
 from tdd_priv.methods.base import DistillInput, SyntheticSet
 from tdd_priv.methods.learned import InitMode, initial_set, parse_options, training_steps
 from tdd_priv.privacy.calibration import PlannedMechanism
@@ -69,28 +69,6 @@ def _feature_bank(dim: int, config: DMConfig, generator: torch.Generator) -> Sta
     return features
 
 
-def _one_shot(
-    inputs: DistillInput, config: DMConfig, access: PrivateAccess, generator: torch.Generator
-) -> SyntheticSet:
-    features = _feature_bank(access.dim, config, generator)
-    released = access.class_means(features)  # the only access to private data
-    learned = initial_set(
-        access, per_class=inputs.per_class, init=config.init, soft_labels=False, generator=generator
-    )
-    optimizer = torch.optim.Adam([learned.x], lr=config.learning_rate)
-    history: list[float] = []
-    for _, bar in training_steps(config.iterations, desc="dm", progress=inputs.progress):
-        loss = torch.zeros(())
-        for c in range(access.num_classes):
-            loss = loss + (features(learned.of_class(c)).mean(dim=0) - released[c]).square().sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        history.append(loss.item())
-        bar.set_postfix(loss=f"{history[-1]:.4f}")
-    return learned.result(method="dm", config=config, loss_history=history)
-
-
 def dm_privacy_plan(config: DMConfig, n: int, classes: int) -> list[PlannedMechanism]:
     """One release of the class sums of the feature bank, one of the class counts."""
     return [
@@ -103,23 +81,38 @@ def distribution_matching(inputs: DistillInput) -> SyntheticSet:
     config = parse_options(DMConfig, inputs.options, method="dm")
     generator = torch_generator(inputs.seed, "dm")
     access = inputs.access()
+    classes = access.num_classes
+
+    # Each step matches the synthetic class means of a statistic to the real ones: a fresh
+    # random embedder and real batches per step, or one release of a fixed feature bank.
     if config.release == "one-shot":
-        return _one_shot(inputs, config, access, generator)
+        bank = _feature_bank(access.dim, config, generator)
+        released = access.class_means(bank)  # the only access to private data
+
+        def step_targets() -> tuple[Statistic, torch.Tensor]:
+            return bank, released
+    else:
+
+        def step_targets() -> tuple[Statistic, torch.Tensor]:
+            embed = random_embedder(
+                access.dim, hidden=config.hidden, features=config.features, generator=generator
+            )
+            real = [
+                access.class_mean(embed, label=c, batch_size=config.batch_size, generator=generator)
+                for c in range(classes)
+            ]
+            return embed, torch.stack(real)
+
     learned = initial_set(
         access, per_class=inputs.per_class, init=config.init, soft_labels=False, generator=generator
     )
     optimizer = torch.optim.Adam([learned.x], lr=config.learning_rate)
     history: list[float] = []
     for _, bar in training_steps(config.iterations, desc="dm", progress=inputs.progress):
-        embed = random_embedder(
-            access.dim, hidden=config.hidden, features=config.features, generator=generator
-        )
+        statistic, real = step_targets()
         loss = torch.zeros(())
-        for c in range(access.num_classes):
-            real = access.class_mean(
-                embed, label=c, batch_size=config.batch_size, generator=generator
-            )
-            loss = loss + (embed(learned.of_class(c)).mean(dim=0) - real).square().sum()
+        for c in range(classes):
+            loss = loss + (statistic(learned.of_class(c)).mean(dim=0) - real[c]).square().sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
