@@ -125,7 +125,7 @@ def write_outputs(results: dict[str, Any]) -> None:
             xs, ys = zip(
                 *sorted((x_of(e), c["text"]) for e, c in entry["dp_sgd"].items()), strict=True
             )
-            ax.plot(xs, ys, "k s--", label="DP-SGD")
+            ax.plot(xs, ys, "ks--", label="DP-SGD")
         ax.axhline(entry["full_data"], color="gray", lw=1, label="full data, no DP")
         ax.set_xscale("log")
         ax.set_xlabel("ε (32 = no noise)")

@@ -34,7 +34,9 @@ class MTTConfig:
     expert_span: int = 2  # ... and aims at the checkpoint this many epochs later
     student_steps: int = 20  # gradient steps of the student on the synthetic set
     initial_student_lr: float = 0.1
-    hidden: int = 128
+    hidden: int = (
+        0  # linear experts: MLP experts gave sets that fail fresh heads on SST-2/HateCheck
+    )
     iterations: int = 300
     learning_rate: float = 0.003
     lr_learning_rate: float = 1e-3
