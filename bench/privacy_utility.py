@@ -131,7 +131,7 @@ def write_outputs(results: dict[str, Any]) -> None:
         ax.set_xlabel("ε (32 = no noise)")
         ax.set_ylabel("test accuracy (linear head)")
         ax.set_title(dataset)
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="lower right")
     figure.tight_layout()
     figure.savefig(OUT / "privacy_utility.png", dpi=110)
 
