@@ -10,7 +10,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-__all__ = ["Params", "build_net", "cross_entropy", "flatten", "net_params", "unflatten"]
+__all__ = ["Params", "build_net", "cross_entropy", "net_params", "unflatten"]
 
 Params = Mapping[str, torch.Tensor]
 
@@ -34,10 +34,6 @@ def net_params(net: nn.Module) -> dict[str, torch.Tensor]:
 def cross_entropy(net: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """(n,) per-example cross-entropy of the net with `params`; y is (n,) ids or (n, C) probs."""
     return F.cross_entropy(functional_call(net, dict(params), (x,)), y, reduction="none")
-
-
-def flatten(params: Params) -> torch.Tensor:
-    return torch.cat([p.reshape(-1) for p in params.values()])
 
 
 def unflatten(flat: torch.Tensor, like: Params) -> dict[str, torch.Tensor]:
