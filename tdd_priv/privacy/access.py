@@ -25,9 +25,8 @@ from tdd_priv.methods.access import (
 from tdd_priv.privacy.dpsgd import dpsgd_trajectory
 from tdd_priv.privacy.ledger import PrivacyLedger
 from tdd_priv.privacy.mechanisms import (
-    clip_per_example,
-    clip_per_example_grads,
     gaussian_class_sums,
+    gaussian_sum,
     noisy_counts,
     per_example_loss_grads,
     poisson_sample,
@@ -92,9 +91,8 @@ class NoisyAccess:
     def class_means(self, statistic: Statistic) -> torch.Tensor:
         """(C, p) class means of the clipped statistic: noisy class sums / noisy class counts."""
         with torch.no_grad():
-            values = clip_per_example(statistic(self._x), max_norm=self._max_norm)
             sums = gaussian_class_sums(
-                values,
+                statistic(self._x),
                 self._y,
                 self._num_classes,
                 noise_multiplier=self._sigma,
@@ -122,20 +120,20 @@ class NoisyAccess:
     def _noisy_gradient_sum(
         self, loss: PerExampleLoss, params: Mapping[str, torch.Tensor], rows: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        names = list(params)
+        """One Gaussian mechanism: per-example gradients over all parameters, flattened into one
+        row each, clipped jointly to C, summed, noised. An empty Poisson batch still releases
+        (pure noise), so the number of releases never depends on the data."""
+        sizes = {name: p.numel() for name, p in params.items()}
         if len(rows):
             grads = per_example_loss_grads(loss, params, self._x[rows], self._y[rows])
-            clipped = clip_per_example_grads([grads[n] for n in names], max_norm=self._max_norm)
-            sums = [g.sum(dim=0) for g in clipped]
-        else:  # an empty Poisson batch still releases (pure noise): the step count is public
-            sums = [torch.zeros_like(params[n]) for n in names]
-        if self._sigma == 0:  # no noise (σ = 0 with C = ∞ must not become 0·∞ = NaN)
-            return dict(zip(names, sums, strict=True))
-        std = self._sigma * self._max_norm
-        return {
-            n: s + std * torch.randn(s.shape, generator=self._generator, dtype=s.dtype)
-            for n, s in zip(names, sums, strict=True)
-        }
+            flat = torch.cat([grads[name].reshape(len(rows), -1) for name in sizes], dim=1)
+        else:
+            flat = torch.zeros(0, sum(sizes.values()))
+        total = gaussian_sum(
+            flat, noise_multiplier=self._sigma, max_norm=self._max_norm, generator=self._generator
+        )
+        parts = total.split(list(sizes.values()))
+        return {name: part.view_as(params[name]) for name, part in zip(sizes, parts, strict=True)}
 
     def mean_gradient(
         self,
