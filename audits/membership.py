@@ -18,7 +18,7 @@ Attacks:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,9 @@ from sklearn.metrics import roc_auc_score, roc_curve
 __all__ = [
     "ATTACKS",
     "AttackMetrics",
+    "MapShadows",
     "RocPoints",
+    "ShadowRun",
     "attack_metrics",
     "confidence_scores",
     "cross_entropy",
@@ -341,6 +343,28 @@ def _balanced_membership(k: int, n: int, rng: np.random.Generator) -> np.ndarray
     return np.take_along_axis(base, rng.permuted(np.tile(np.arange(k)[:, None], (1, n)), axis=0), 0)
 
 
+# map(function, items) -> results in the same order: the builtin `map`, or one that spreads the
+# calls over processes or machines (flows/scatter.py). The function and its items must pickle.
+MapShadows = Callable[[Callable[[int], np.ndarray], Iterable[int]], Iterable[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class ShadowRun:
+    """One shadow model, as a picklable call: `run(k)` re-runs the release on the records
+    `shadow_in[k]` selects (seed + 1 + k), trains the target head on it and returns its (n, C)
+    class probabilities on `x`. Shadows are independent, so any map may run them."""
+
+    shadow_release: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+    fit_predict: Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
+    shadow_in: np.ndarray
+    x: np.ndarray
+    seed: int
+
+    def __call__(self, k: int) -> np.ndarray:
+        train_x, train_targets = self.shadow_release(self.shadow_in[k], self.seed + 1 + k)
+        return self.fit_predict(train_x, train_targets, self.x, self.seed)
+
+
 class MembershipAudit:
     """Membership inference against models trained on the released set.
 
@@ -348,19 +372,26 @@ class MembershipAudit:
     shadows (`--audit basic`) it runs the loss, confidence and nearest-release attacks; with
     `shadows` > 0 and a run that can re-run its release (`--audit full`) also LiRA (online and
     offline) and RMIA (offline), each shadow re-running the whole distillation on a random half
-    of members ∪ non-members. The section's headline is the strongest attack.
+    of members ∪ non-members. The section's headline is the strongest attack. `map_shadows`
+    runs the shadows (default: one after another, in this process).
     """
 
     name = "membership"
 
     def __init__(
-        self, *, shadows: int = 0, fixed_variance: bool = True, rmia_a: float = 0.3
+        self,
+        *,
+        shadows: int = 0,
+        fixed_variance: bool = True,
+        rmia_a: float = 0.3,
+        map_shadows: MapShadows = map,
     ) -> None:
         if shadows < 0 or shadows == 1:
             raise ValueError(f"shadows must be 0 or at least 2, got {shadows}")
         self.shadows = shadows
         self.fixed_variance = fixed_variance
         self.rmia_a = rmia_a
+        self.map_shadows = map_shadows
 
     def __call__(self, context: Any) -> dict[str, Any]:
         members, nonmembers, release = context.members, context.nonmembers, context.release
@@ -403,13 +434,10 @@ class MembershipAudit:
     ) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([context.seed, 5])
         shadow_in = _balanced_membership(shadows, len(x), rng)
-        phi, true_prob = [], []
-        for k in range(shadows):
-            train_x, train_targets = context.shadow_release(shadow_in[k], context.seed + 1 + k)
-            probabilities = context.fit_predict(train_x, train_targets, x, context.seed)
-            phi.append(logit_confidence(probabilities, labels))
-            true_prob.append(confidence_scores(probabilities, labels))
-        phi_shadow, prob_shadow = np.stack(phi), np.stack(true_prob)
+        run = ShadowRun(context.shadow_release, context.fit_predict, shadow_in, x, context.seed)
+        probabilities = list(self.map_shadows(run, range(shadows)))
+        phi_shadow = np.stack([logit_confidence(p, labels) for p in probabilities])
+        prob_shadow = np.stack([confidence_scores(p, labels) for p in probabilities])
         phi_target = logit_confidence(target, labels)
         prob_target = confidence_scores(target, labels)
         population = np.arange(len(x)) >= len(context.members.embeddings)  # z: held out

@@ -60,7 +60,7 @@ def prepare(name: str, cache_dir: Path | None = None) -> Prepared:
     config = RunConfig().with_overrides(overrides)
     loaded = load_step(config)
     splits = split_step(loaded, config)
-    encoded = encode_step(loaded, config)
+    encoded = encode_step(loaded, config).load()
     labels, texts = loaded.labels, loaded.texts
     classes = len(loaded.labeled.label_names)
     return Prepared(

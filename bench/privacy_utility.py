@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -39,14 +40,30 @@ OUT = REPO / "docs" / "benchmarks"
 DELTA = 1e-5
 
 
-def dp_cell(data: Prepared, method: str, epsilon: float, k: int, seeds: int) -> dict[str, Any]:
-    members = DistillInput(data.members.x, data.members.labels, data.classes, k, seed=0)
+def _run_once(
+    data: Prepared, method: str, epsilon: float, k: int, seeds: int, noise_seed: int
+) -> dict[str, Any]:
+    members = DistillInput(
+        data.members.x,
+        data.members.labels,
+        data.classes,
+        k,
+        seed=noise_seed,
+        public_embeddings=data.pool_x,  # public: dpsgd-teacher selects from it
+    )
     started = time.perf_counter()
-    synthetic = distill_privately(method, members, epsilon=epsilon, delta=DELTA, noise_seed=0)
+    synthetic = distill_privately(
+        method, members, epsilon=epsilon, delta=DELTA, noise_seed=noise_seed
+    )
     seconds = time.perf_counter() - started
     pool = RealizationInput(data.pool_texts, data.pool_x)  # no private data: post-processing
-    realized = realize("public-match", synthetic, pool, RealizeSettings(seed=0))
-    texts = LabeledArrays.from_labels(realized.embeddings, realized.labels, data.classes)
+    realized = realize("public-match", synthetic, pool, RealizeSettings(seed=noise_seed))
+    # The realized texts carry soft labels when the method released them (as in the pipeline).
+    texts = (
+        LabeledArrays(realized.embeddings, realized.soft_labels)
+        if realized.soft_labels is not None
+        else LabeledArrays.from_labels(realized.embeddings, realized.labels, data.classes)
+    )
     assert synthetic.privacy is not None
     return {
         "seconds": seconds,
@@ -55,7 +72,25 @@ def dp_cell(data: Prepared, method: str, epsilon: float, k: int, seeds: int) -> 
             data, synthetic.training_arrays(data.classes), heads=("linear",), seeds=seeds
         )["linear"],
         "text": accuracy(data, texts, heads=("linear",), seeds=seeds)["linear"],
+        "soft_labels": realized.soft_labels is not None,
     }
+
+
+def dp_cell(
+    data: Prepared, method: str, epsilon: float, k: int, seeds: int, noise_seeds: int
+) -> dict[str, Any]:
+    """One (method, ε, k) cell: the mean over `noise_seeds` DP runs (seed i: method seed and noise
+    seed i), each judged by `seeds` fresh linear heads; the per-run numbers are kept too."""
+    runs = [_run_once(data, method, epsilon, k, seeds, i) for i in range(noise_seeds)]
+    cell: dict[str, Any] = {
+        key: statistics.fmean(run[key] for run in runs)
+        for key in ("seconds", "epsilon_spent", "vectors", "text")
+    }
+    cell["text_std"] = statistics.pstdev(run["text"] for run in runs)
+    cell["runs"] = runs
+    cell["noise_seeds"] = noise_seeds
+    cell["eval_seeds"] = seeds
+    return cell
 
 
 def dpsgd_cell(data: Prepared, epsilon: float, seeds: int) -> dict[str, Any]:
@@ -73,6 +108,33 @@ def dpsgd_cell(data: Prepared, epsilon: float, seeds: int) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "text": utility.to_json()["accuracy_mean"]}
 
 
+def _best_table(entry: dict[str, Any]) -> list[str]:
+    """Per (ε, k): the best DP method's realized texts against DP-SGD and the issue's target
+    (at most 0.5 points below DP-SGD at k = 50, 2 points at k = 10)."""
+    best: dict[tuple[str, str], tuple[str, float]] = {}
+    for key, cell in entry["cells"].items():
+        eps, k, method = key.split("|")
+        if (eps, k) not in best or cell["text"] > best[eps, k][1]:
+            best[eps, k] = (method, cell["text"])
+    lines = [
+        "Best DP realized-text set per (ε, k) against DP-SGD (target: gap ≥ −0.005 at k = 50, "
+        "≥ −0.02 at k = 10):",
+        "",
+        "| ε | k | best method | text acc | DP-SGD | gap | target met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (eps, k), (method, text) in sorted(best.items()):
+        if eps not in entry["dp_sgd"]:
+            continue
+        dpsgd = entry["dp_sgd"][eps]["text"]
+        allowed = {"50": 0.005, "10": 0.02}.get(k)
+        met = "n/a" if allowed is None else ("yes" if text - dpsgd >= -allowed else "no")
+        lines.append(
+            f"| {eps} | {k} | {method} | {text:.3f} | {dpsgd:.3f} | {text - dpsgd:+.3f} | {met} |"
+        )
+    return lines
+
+
 def write_outputs(results: dict[str, Any]) -> None:
     (OUT / "privacy_utility.json").write_text(json.dumps(results, indent=2) + "\n")
     meta = results["meta"]
@@ -82,7 +144,9 @@ def write_outputs(results: dict[str, Any]) -> None:
         f"Commit `{meta['commit']}`, δ = {DELTA}, settings `{json.dumps(meta['settings'])}`, "
         f"{meta['machine']['cpus']} CPUs. Test accuracy of a linear head (mean over seeds) "
         "trained on the realized DP texts (public-match against the released set) or, for "
-        "DP-SGD, on the real members at the same (ε, δ).",
+        "DP-SGD, on the real members at the same (ε, δ). Cells with `noise_seeds` in the JSON "
+        "average that many DP runs (method and noise seed 0, 1, …); the others are one run. "
+        "Soft labels, when the method releases them (dpsgd-teacher), go with the texts.",
         "",
     ]
     for dataset, entry in results["datasets"].items():
@@ -104,7 +168,7 @@ def write_outputs(results: dict[str, Any]) -> None:
             lines.append(
                 f"| {eps} | – | DP-SGD | {cell['text']:.3f} | – | 0 | {cell['seconds']:.1f} |"
             )
-        lines.append("")
+        lines += ["", *_best_table(entry), ""]
     (OUT / "privacy_utility.md").write_text("\n".join(lines))
     datasets = list(results["datasets"])
     figure, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 3.8), squeeze=False)
@@ -141,14 +205,17 @@ def main() -> None:
     parser.add_argument("--datasets", default="ag_news,sst2")
     parser.add_argument("--epsilons", default="0.5,1,2,4,8,inf")
     parser.add_argument("--k", default="10,50")
-    parser.add_argument("--methods", default="dm,kip,dc,mtt")
+    parser.add_argument("--methods", default="dpsgd-teacher,dm,kip,dc,mtt")
     parser.add_argument(
         "--threads",
         type=int,
         default=1,
         help="torch threads (1: these small tensors gain nothing from more)",
     )
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=2, help="fresh heads per released set")
+    parser.add_argument(
+        "--noise-seeds", type=int, default=1, help="DP runs (method and noise seed) per cell"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     path = OUT / "privacy_utility.json"
@@ -167,7 +234,10 @@ def main() -> None:
                 for method in args.methods.split(","):
                     key = f"{eps}|{k}|{method}"
                     if key not in entry["cells"]:
-                        entry["cells"][key] = dp_cell(data, method, epsilon, int(k), args.seeds)
+                        entry["cells"][key] = {
+                            **dp_cell(data, method, epsilon, int(k), args.seeds, args.noise_seeds),
+                            "commit": results["meta"]["commit"],
+                        }
                         print(dataset, key, json.dumps(entry["cells"][key]), flush=True)
                         write_outputs(results)
     write_outputs(results)

@@ -19,6 +19,7 @@ from audits.fairness import FairnessAudit
 from audits.leakage import LeakageAudit
 from audits.membership import MembershipAudit
 from audits.toxicity import SCORERS, Embed, fit_classifier, load_scorer, save_classifier
+from flows.scatter import current_shadow_map
 from tdd_priv.config import AuditConfig, DetoxConfig, RunConfig
 from tdd_priv.encode import EncoderConfig, SentenceEncoder, encode_cached
 from tdd_priv.errors import ConfigError
@@ -52,12 +53,13 @@ def build_extensions(config: RunConfig) -> Extensions:
 
 def auditors(audit: AuditConfig) -> tuple[Auditor, ...]:
     """The auditors of `audit.level`: none; basic (membership without shadows, canaries when
-    there are any, leakage, fairness); full (membership with `audit.shadows` shadow re-runs)."""
+    there are any, leakage, fairness); full (membership with `audit.shadows` shadow re-runs,
+    spread by flows.scatter.current_shadow_map(): in this process unless a caller says)."""
     if audit.level == "none":
         return ()
     shadows = audit.shadows if audit.level == "full" else 0
     return (
-        MembershipAudit(shadows=shadows),
+        MembershipAudit(shadows=shadows, map_shadows=current_shadow_map()),
         CanaryAudit(),
         LeakageAudit(),
         FairnessAudit(min_group_size=audit.min_group_size, n_boot=audit.bootstrap),

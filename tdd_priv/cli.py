@@ -35,6 +35,7 @@ _OVERRIDES = {
     "drop_empty": "data.drop_empty",
     "method": "method",
     "per_class": "per_class",
+    "fairness": "fairness",
     "epsilon": "privacy.epsilon",
     "delta": "privacy.delta",
     "seed": "seed",
@@ -100,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a method setting, e.g. iterations=500 (repeat for several)",
     )
+    method.add_argument(
+        "--fairness",
+        choices=["none", "balanced"],
+        help="balanced: match statistics per (class, group) cell with equal weight, so minority "
+        "groups count as much as majority ones (dm, dc; needs a group column); default none",
+    )
     method.add_argument("--realize", choices=sorted(REALIZERS))
     method.add_argument("--seed", type=int)
     privacy = runner.add_argument_group("privacy")
@@ -128,6 +135,8 @@ def _parser() -> argparse.ArgumentParser:
     runner.add_argument("--out", type=Path, required=True, metavar="DIR")
     _add_verify_and_keys(commands)
     _add_detox_command(commands)
+    _add_deploy_command(commands)
+    _add_study_command(commands)
     return parser
 
 
@@ -412,7 +421,122 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "verify": _verify, "keys": _keys, "detox": _detox}
+# --- privacy–utility studies (issue 8) -----------------------------------------------------------
+
+STUDY_RUNNERS = ("local", "dask")  # flows.runners.RUNNERS (not imported here: it loads Prefect)
+
+
+def _add_study_command(commands: Any) -> None:
+    study = commands.add_parser(
+        "study",
+        help="privacy–utility sweep: a grid of runs, then a table and figures",
+        description="Run every cell of a sweep file (a base run config and a grid of settings) "
+        "as a run folder DIR/cells/<id>/, then write DIR/study.csv, DIR/study.md and "
+        "DIR/figures/. Finished cells are reused, so an interrupted study resumes. See "
+        "docs/studies.md.",
+    )
+    study.add_argument("--config", type=Path, required=True, metavar="SWEEP", help="sweep YAML")
+    study.add_argument("--out", type=Path, required=True, metavar="DIR")
+    study.add_argument(
+        "--runner",
+        choices=STUDY_RUNNERS,
+        default="local",
+        help="local (default): one cell after another here; dask: cells as Dask tasks on a "
+        "new LocalCluster, or on --dask-address",
+    )
+    study.add_argument(
+        "--dask-address", metavar="ADDR", help="an existing Dask scheduler, e.g. tcp://host:8786"
+    )
+    study.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes of the LocalCluster (default 2)"
+    )
+
+
+def _study(args: argparse.Namespace) -> int:
+    from tdd_priv.study import check_study_folder, expand_cells, load_sweep
+
+    if args.runner != "dask" and (args.dask_address or args.workers is not None):
+        raise TddPrivError("--dask-address and --workers need --runner dask.")
+    if args.dask_address and args.workers is not None:
+        raise TddPrivError("--workers sizes a new LocalCluster; an existing one has its workers.")
+    sweep = load_sweep(args.config)
+    cells = expand_cells(sweep, args.out)  # every cell's config checked; nothing written yet
+    check_study_folder(args.out)
+    checked: list[Any] = []
+    for cell in cells:  # bad data fails now, not after a cluster and a server have started
+        if cell.config.data not in checked:
+            preflight(cell.config)
+            checked.append(cell.config.data)
+    from flows.runners import RunnerOptions  # the CLI is the one library module allowed this
+    from flows.study import run_study
+
+    options = RunnerOptions(args.runner, workers=args.workers or 2, address=args.dask_address)
+    try:
+        result = run_study(sweep, args.out, options)
+    except KeyboardInterrupt:
+        print(
+            f"tdd-priv: interrupted; finished cells are kept in {args.out / 'cells'}: run the "
+            "same command again to resume.",
+            file=sys.stderr,
+        )
+        return 130
+    counts = {s: sum(o.status == s for o in result.outcomes) for s in ("ran", "reused", "failed")}
+    print(f"\nstudy folder {result.out}  ({len(cells)} cells, {result.wall_s:.0f} s)")
+    print(f"cells        {counts['ran']} ran, {counts['reused']} reused, {counts['failed']} failed")
+    print(f"table        {result.out / 'study.csv'}, {result.out / 'study.md'}")
+    print(f"figures      {result.out / 'figures'}")
+    for outcome in result.failed:
+        print(f"tdd-priv: cell {outcome.id} failed: {outcome.error}", file=sys.stderr)
+    return 1 if result.failed else 0
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+# --- scheduled deployments (issue 8) -------------------------------------------------------------
+
+
+def _add_deploy_command(commands: Any) -> None:
+    deploy = commands.add_parser(
+        "deploy",
+        help="serve a scheduled deployment of the distill flow (needs a Prefect server)",
+        description="Register a deployment of the distill flow with a cron schedule on the "
+        "Prefect server at $PREFECT_API_URL and run its scheduled (and triggered) runs here "
+        "until interrupted. Each run writes a new folder RUNS_DIR/<UTC start>-<flow run name>. "
+        "See docs/operations.md.",
+    )
+    deploy.add_argument("--config", type=Path, required=True, help="YAML run config")
+    deploy.add_argument("--cron", required=True, help='cron schedule, e.g. "0 2 * * *"')
+    deploy.add_argument("--timezone", default="UTC", help="IANA time zone of --cron (UTC)")
+    deploy.add_argument("--name", help="deployment name (default: the config file's stem)")
+    deploy.add_argument(
+        "--runs-dir", type=Path, default=Path("runs/scheduled"), help="default runs/scheduled"
+    )
+    deploy.add_argument("--paused", action="store_true", help="register with the schedule paused")
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from flows.deploy import DeploymentSpec, serve_deployment  # the CLI may import flows
+
+    spec = DeploymentSpec(
+        name=args.name or args.config.stem,
+        cron=args.cron,
+        runs_dir=args.runs_dir,
+        timezone=args.timezone,
+        paused=args.paused,
+    )
+    serve_deployment(load_config_file(args.config), spec)
+    return 0
+
+
+_COMMANDS = {
+    "run": _run,
+    "verify": _verify,
+    "keys": _keys,
+    "detox": _detox,
+    "deploy": _deploy,
+    "study": _study,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,6 +25,7 @@ __all__ = [
     "DetoxConfig",
     "DetoxMode",
     "EvalConfig",
+    "FairnessMode",
     "Orchestrator",
     "PrivacyConfig",
     "RunConfig",
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 Orchestrator = Literal["prefect", "local"]
+# --fairness: "balanced" matches per (class, group) cell with equal weight (dm, dc; issue 5).
+FairnessMode = Literal["none", "balanced"]
 
 
 def default_cache_dir() -> Path:
@@ -183,6 +186,7 @@ class RunConfig:
     method: str = "herding"
     per_class: int = 10
     method_options: dict[str, Any] = field(default_factory=dict)
+    fairness: FairnessMode = "none"
     realize: str | None = None
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -203,6 +207,11 @@ class RunConfig:
             raise ConfigError(f"per_class must be at least 1, got {self.per_class}.")
         if self.evaluation.seeds < 1:
             raise ConfigError(f"evaluation.seeds must be at least 1, got {self.evaluation.seeds}.")
+        if self.fairness not in get_args(FairnessMode):
+            raise ConfigError(
+                f"fairness must be one of {', '.join(get_args(FairnessMode))}, got "
+                f"{self.fairness!r} (balanced: group-balanced matching for dm and dc)."
+            )
         if self.orchestrator not in get_args(Orchestrator):
             raise ConfigError(
                 f"orchestrator must be one of {get_args(Orchestrator)}, got {self.orchestrator!r}."

@@ -28,7 +28,10 @@ __all__ = [
     "EncodedTexts",
     "EncoderConfig",
     "SentenceEncoder",
+    "embedding_cache_key",
     "encode_cached",
+    "encoder_hash",
+    "read_embeddings",
 ]
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
@@ -89,6 +92,7 @@ class EncodedTexts:
     cache_hit: bool
     cache_key: str
     model_hash: str
+    path: Path  # the cache entry's .npy file
 
 
 class SentenceEncoder:
@@ -200,13 +204,10 @@ def encode_cached(
             "pass the same EncoderConfig to both"
         )
     texts = list(texts)
-    model_hash = (
-        encoder.model_hash
-        if encoder is not None
-        else _weights_hash(_resolve_model_dir(config.model))
-    )
+    model_hash = encoder.model_hash if encoder is not None else encoder_hash(config)
     key = _cache_key(model_hash=model_hash, texts=texts, config=config)
     folder = Path(cache_dir) / "embeddings"
+    path = folder / f"{key}.npy"
     metadata = {
         "format": _CACHE_FORMAT,
         "cache_key": key,
@@ -218,13 +219,34 @@ def encode_cached(
     }
     cached = _read_entry(folder, key, metadata)
     if cached is not None:
-        return EncodedTexts(embeddings=cached, cache_hit=True, cache_key=key, model_hash=model_hash)
+        return EncodedTexts(cached, cache_hit=True, cache_key=key, model_hash=model_hash, path=path)
     encoder = encoder or SentenceEncoder(config)
     embeddings = encoder.encode(texts, progress=progress)
     _write_entry(folder, key, embeddings, {**metadata, "dim": int(embeddings.shape[1])})
     return EncodedTexts(
-        embeddings=embeddings, cache_hit=False, cache_key=key, model_hash=model_hash
+        embeddings, cache_hit=False, cache_key=key, model_hash=model_hash, path=path
     )
+
+
+def encoder_hash(config: EncoderConfig) -> str:
+    """Hex SHA-256 over the encoder's weight files, without loading the model."""
+    return _weights_hash(_resolve_model_dir(config.model))
+
+
+def embedding_cache_key(texts: Sequence[str], *, config: EncoderConfig) -> str:
+    """The cache key `encode_cached` files the embeddings of `texts` under (nothing is encoded)."""
+    return _cache_key(model_hash=encoder_hash(config), texts=list(texts), config=config)
+
+
+def read_embeddings(path: Path) -> np.ndarray:
+    """A cache entry written by `encode_cached` (float32 (n, d)); a clear error if it is gone."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise ConfigError(f"cannot read cached embeddings {path} ({error}); run again") from error
+    if array.dtype != np.float32 or array.ndim != 2:
+        raise ConfigError(f"{path} is not an embedding cache entry (float32 (n, d))")
+    return array
 
 
 def _cache_key(*, model_hash: str, texts: Sequence[str], config: EncoderConfig) -> str:

@@ -1,15 +1,17 @@
 """The chain of steps of one run, defined once.
 
-`execute` runs load → split (→ canaries, when the canary audit is on) → encode → distill →
-realize → detox (unless `detox.mode` is off) → evaluate → audit (unless `audit.level` is none
-or no auditor was given) → report. Every step is a plain function of small configs and the
-previous steps' results; `execute` takes a `call` argument that runs a step, so the Prefect flow
-(which wraps each step as a task) and a plain Python call (`run`) go through exactly the same
-steps in the same order.
+`execute` runs load → split (→ canaries, when the canary audit is on) → encode (→ experts, for
+methods that train experts) → distill → realize → detox (unless `detox.mode` is off) → evaluate
+→ audit (unless `audit.level` is none or no auditor was given) → report. Every step is a plain
+function of small configs and the previous steps' results; `execute` takes a `call` argument
+that runs a step, so the Prefect flow (which wraps each step as a task) and a plain Python call
+(`run`) go through exactly the same steps in the same order.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -30,6 +32,7 @@ from tdd_priv.audit_context import (
 from tdd_priv.comparison import CandidateSet, baseline_set, fixed_set, judge
 from tdd_priv.config import RunConfig
 from tdd_priv.data import (
+    DEMO_SPEC,
     ColumnMapping,
     LabeledData,
     PublicTexts,
@@ -41,16 +44,24 @@ from tdd_priv.data import (
 )
 from tdd_priv.data.canaries import insert_canaries
 from tdd_priv.detox import Candidates, screen
-from tdd_priv.encode import encode_cached
+from tdd_priv.encode import embedding_cache_key, encode_cached, read_embeddings
 from tdd_priv.errors import ConfigError
 from tdd_priv.evaluate import LabeledTexts, Utility
 from tdd_priv.extensions import NO_EXTENSIONS, Auditor, CanaryMaker, Extensions, ToxicityScorer
 from tdd_priv.heads import HeadTraining, LabeledArrays
-from tdd_priv.methods import DistillInput, SyntheticSet, distill, method_info
+from tdd_priv.methods import (
+    DistillInput,
+    ExpertTrajectories,
+    GroupBalance,
+    SyntheticSet,
+    check_group_balance,
+    distill,
+    method_info,
+)
 from tdd_priv.policy import load_policy
 from tdd_priv.privacy import check_delta, default_delta
 from tdd_priv.privacy.dpsgd import dpsgd_utility
-from tdd_priv.privacy.release import distill_privately
+from tdd_priv.privacy.release import distill_privately, train_experts_privately
 from tdd_priv.realize import REALIZERS, RealizationInput, RealizedSet, RealizeSettings, realize
 from tdd_priv.report import RunRecord, write_run_folder
 from tdd_priv.rundir import check_output_dir, staged_directory
@@ -59,6 +70,7 @@ from tdd_priv.signing import check_signing_key
 
 __all__ = [
     "AuditResults",
+    "EmbeddingFiles",
     "EncodedInputs",
     "Evaluation",
     "LoadedInputs",
@@ -68,7 +80,9 @@ __all__ = [
     "call_directly",
     "canary_step",
     "detox_step",
+    "encode_key",
     "execute",
+    "experts_key",
     "preflight",
     "run",
 ]
@@ -100,7 +114,23 @@ class EncodedInputs:
     rows: np.ndarray
     external_pool: np.ndarray | None
     model_hash: str
-    cache_hits: tuple[bool, ...]
+
+
+@dataclass(frozen=True)
+class EmbeddingFiles:
+    """Where the encode step left the embeddings: entries of the encoder cache. Small and made
+    of paths, so an orchestrator can cache the step and pass its result on by path."""
+
+    rows: Path
+    external_pool: Path | None
+    model_hash: str
+
+    def exist(self) -> bool:
+        return all(path.is_file() for path in (self.rows, self.external_pool) if path is not None)
+
+    def load(self) -> EncodedInputs:
+        pool = read_embeddings(self.external_pool) if self.external_pool is not None else None
+        return EncodedInputs(read_embeddings(self.rows), pool, self.model_hash)
 
 
 @dataclass(frozen=True)
@@ -153,8 +183,8 @@ def split_step(loaded: LoadedInputs, config: RunConfig) -> Splits:
     )
 
 
-def encode_step(loaded: LoadedInputs, config: RunConfig) -> EncodedInputs:
-    """Embed every labeled row (and the external pool) through the on-disk cache."""
+def encode_step(loaded: LoadedInputs, config: RunConfig) -> EmbeddingFiles:
+    """Embed every labeled row (and the external pool) into the on-disk encoder cache."""
     rows = encode_cached(
         loaded.texts, config=config.encoder, cache_dir=config.cache_dir, progress=config.progress
     )
@@ -166,13 +196,28 @@ def encode_step(loaded: LoadedInputs, config: RunConfig) -> EncodedInputs:
             cache_dir=config.cache_dir,
             progress=config.progress,
         )
-    hits = (rows.cache_hit,) + ((pool.cache_hit,) if pool is not None else ())
-    return EncodedInputs(
-        rows=rows.embeddings,
-        external_pool=pool.embeddings if pool is not None else None,
-        model_hash=rows.model_hash,
-        cache_hits=hits,
+    return EmbeddingFiles(rows.path, pool.path if pool is not None else None, rows.model_hash)
+
+
+def encode_key(loaded: LoadedInputs, config: RunConfig) -> str:
+    """What the encode step's result depends on: the texts, the encoder's weights and settings,
+    and the cache folder its files live in (nothing is encoded to compute it)."""
+    pool = loaded.external_pool
+    return _digest(
+        {
+            "step": "encode",
+            "rows": embedding_cache_key(loaded.texts, config=config.encoder),
+            "pool": embedding_cache_key(pool.texts, config=config.encoder) if pool else None,
+            "cache_dir": str(Path(config.cache_dir).resolve()),
+        }
     )
+
+
+def _digest(recipe: dict[str, Any], *arrays: np.ndarray) -> str:
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode("utf-8"))
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def _member_input(
@@ -187,20 +232,97 @@ def _member_input(
     )
 
 
-def distill_step(
+def _distill_input(
     loaded: LoadedInputs, splits: Splits, encoded: EncodedInputs, config: RunConfig
+) -> DistillInput:
+    return replace(
+        _member_input(loaded, splits, encoded, config),
+        options=config.method_options,
+        progress=config.progress,
+        balance=_member_groups(loaded, splits) if config.fairness == "balanced" else None,
+        public_embeddings=_public_pool(loaded, splits, encoded)[1],
+    )
+
+
+def _member_groups(loaded: LoadedInputs, splits: Splits) -> GroupBalance:
+    """--fairness balanced: each member's group (the intersection of the group columns)."""
+    dataset = loaded.labeled.dataset
+    columns = {column: dataset[column] for column in loaded.labeled.group_columns}
+    return GroupBalance.from_columns(columns, splits.members)
+
+
+def uses_experts(config: RunConfig) -> bool:
+    """Whether the method trains experts first (a step of its own, cacheable)."""
+    return method_info(config.method).experts is not None
+
+
+def experts_step(
+    loaded: LoadedInputs, splits: Splits, encoded: EncodedInputs, config: RunConfig
+) -> Path:
+    """Train the method's experts on the private members and save them to the cache folder.
+
+    Under DP they are DP-SGD runs at the σ calibrated for the method's whole plan, saved with
+    the records of what they spent; the distill step adds those to its ledger.
+    """
+    members = _distill_input(loaded, splits, encoded, config)
+    if config.privacy.enabled:
+        experts = train_experts_privately(
+            config.method,
+            members,
+            epsilon=config.privacy.epsilon,
+            delta=privacy_delta(config, len(members.labels)),
+            noise_seed=derive_seed(config.seed, "privacy-noise"),
+        )
+    else:
+        train = method_info(config.method).experts
+        assert train is not None, "experts_step runs only for methods that train experts"
+        experts = train(members)
+    key = experts_key(loaded, splits, encoded, config)
+    path = Path(config.cache_dir) / "experts" / f"{key}.safetensors"
+    experts.save(path)
+    return path
+
+
+def experts_key(
+    loaded: LoadedInputs, splits: Splits, encoded: EncodedInputs, config: RunConfig
+) -> str:
+    """What the experts depend on: the members' embeddings and labels, the method and its
+    options, the seed and, under DP, (ε, δ) and the noise seed."""
+    members = _member_input(loaded, splits, encoded, config)
+    privacy = config.privacy
+    recipe = {
+        "step": "experts",
+        "format": 1,
+        "method": config.method,
+        "options": dict(config.method_options),
+        "seed": members.seed,
+        "privacy": {
+            "epsilon": privacy.epsilon,
+            "delta": privacy_delta(config, len(members.labels)),
+            "noise_seed": derive_seed(config.seed, "privacy-noise"),
+        }
+        if privacy.enabled
+        else None,
+    }
+    return _digest(recipe, members.embeddings, members.labels)
+
+
+def distill_step(
+    loaded: LoadedInputs,
+    splits: Splits,
+    encoded: EncodedInputs,
+    config: RunConfig,
+    experts: Path | None = None,
 ) -> SyntheticSet:
     """Distill the private members into `per_class` examples per class.
 
     Under DP, σ is calibrated for everything the method will release before any private data is
     touched; the method then sees the data only through the noisy gateway, whose ledger must
-    come out exactly as planned.
+    come out exactly as planned. `experts`: the experts step's file, when the method has one.
     """
-    members = replace(
-        _member_input(loaded, splits, encoded, config),
-        options=config.method_options,
-        progress=config.progress,
-    )
+    members = _distill_input(loaded, splits, encoded, config)
+    if experts is not None:
+        members = replace(members, experts=ExpertTrajectories.load(experts))
     if not config.privacy.enabled:
         return distill(config.method, members)
     return distill_privately(
@@ -573,6 +695,13 @@ def check_config(config: RunConfig) -> None:
             "--realize private-coreset releases private records; under DP use public-nearest or "
             "public-match, or pass --no-dp."
         )
+    if config.fairness == "balanced":  # issue 5: group-balanced matching
+        check_group_balance(config.method)
+        if not config.data.group_columns and config.data.spec != DEMO_SPEC:
+            raise ConfigError(
+                "--fairness balanced needs a sensitive-group column: pass --group-column C "
+                "(repeat for several; their intersection is used), or use --fairness none."
+            )
     check_output_dir(config.out, overwrite=config.overwrite)
     check_signing_key(config.signing_key)
     if config.audit.level != "none":
@@ -618,8 +747,9 @@ def execute(
     splits = call(split_step, loaded, config)
     if maker is not None:
         loaded, splits = call(canary_step, loaded, splits, config, maker)
-    encoded = call(encode_step, loaded, config)
-    synthetic = call(distill_step, loaded, splits, encoded, config)
+    encoded = call(encode_step, loaded, config).load()
+    experts = call(experts_step, loaded, splits, encoded, config) if uses_experts(config) else None
+    synthetic = call(distill_step, loaded, splits, encoded, config, experts)
     realized = call(realize_step, loaded, splits, encoded, synthetic, config)
     if scorer is not None:
         realized = call(detox_step, loaded, splits, encoded, realized, config, scorer)

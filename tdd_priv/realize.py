@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -108,11 +108,28 @@ def _nearest_unused(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     return rows
 
 
+def _exact_public_rows(synthetic: SyntheticSet, pool: RealizationInput) -> np.ndarray | None:
+    """(m,) distinct public rows whose embeddings equal the synthetic vectors bit for bit, when
+    every vector is one (a method that selected public texts itself), else None."""
+    rows_of: dict[bytes, list[int]] = {}
+    for row, vector in enumerate(np.asarray(pool.public_embeddings, dtype=np.float32)):
+        rows_of.setdefault(vector.tobytes(), []).append(row)
+    rows = []
+    for vector in np.asarray(synthetic.embeddings, dtype=np.float32):
+        free = rows_of.get(vector.tobytes())
+        if not free:
+            return None
+        rows.append(free.pop(0))
+    return np.array(rows, dtype=np.int64)
+
+
 def public_nearest(
     synthetic: SyntheticSet, pool: RealizationInput, settings: RealizeSettings
 ) -> RealizedSet:
     """Each synthetic vector becomes its nearest unused public text, with the synthetic label."""
-    rows = _nearest_unused(synthetic.embeddings, pool.public_embeddings)
+    rows = _exact_public_rows(synthetic, pool)
+    if rows is None:
+        rows = _nearest_unused(synthetic.embeddings, pool.public_embeddings)
     return RealizedSet(
         texts=tuple(pool.public_texts[i] for i in rows),
         labels=synthetic.labels.copy(),
@@ -174,8 +191,11 @@ def public_match(
 
     The reference is the private training set when the run is not private (a sample of
     `real_batch` records), and the released synthetic set itself (its vectors and labels) under
-    DP, which makes the selection post-processing.
+    DP, which makes the selection post-processing. A set whose vectors already are public texts
+    (dpsgd-teacher selects them itself) is released as it is, soft labels included.
     """
+    if _exact_public_rows(synthetic, pool) is not None:
+        return replace(public_nearest(synthetic, pool, settings), strategy="public-match")
     candidates = _candidates(synthetic, pool, settings.candidates_per_vector)
     classes = int(synthetic.labels.max()) + 1
     if pool.private_embeddings is not None and pool.private_labels is not None:

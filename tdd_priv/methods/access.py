@@ -27,6 +27,7 @@ __all__ = [
     "PrivateAccess",
     "Statistic",
     "Trajectory",
+    "cell_ids",
 ]
 
 # (n, d) real embeddings -> (n, p) per-example statistic.
@@ -101,6 +102,37 @@ class PrivateAccess(Protocol):
         """Per class, the gradient of the mean loss over a batch of that class's examples."""
         ...
 
+    # Group-balanced matching (--fairness balanced): the same questions per (class, group) cell.
+    # Each record lies in exactly one cell, as it lies in exactly one class.
+
+    @property
+    def num_groups(self) -> int: ...
+
+    def cell_sizes(self) -> torch.Tensor:
+        """(C, G) float64 rows per (class, group) cell (noisy under DP, released once)."""
+        ...
+
+    def cell_means(self, statistic: Statistic) -> torch.Tensor:
+        """(C, G, p) means of `statistic` over all rows of each cell (one release)."""
+        ...
+
+    def cell_batch_means(
+        self, statistic: Statistic, *, batch_size: int | None, generator: torch.Generator
+    ) -> torch.Tensor:
+        """(C, G, p) per cell, the mean of `statistic` over a batch of its rows."""
+        ...
+
+    def cell_mean_gradients(
+        self,
+        loss: PerExampleLoss,
+        params: Mapping[str, torch.Tensor],
+        *,
+        batch_size: int,
+        generator: torch.Generator,
+    ) -> list[list[MeanGradient]]:
+        """Per class and group, the gradient of the mean loss over a batch of the cell's rows."""
+        ...
+
     def expert_trajectory(
         self,
         model: nn.Module,
@@ -112,10 +144,37 @@ class PrivateAccess(Protocol):
         ...
 
     def sample_examples(
-        self, *, label: int, count: int, generator: torch.Generator
+        self, *, label: int, count: int, generator: torch.Generator, across_groups: bool = False
     ) -> torch.Tensor:
-        """(count, d) real examples of one class, for initialisation; refused under DP."""
+        """(count, d) real examples of one class, for initialisation; refused under DP.
+        `across_groups` (group-balanced matching): spread evenly over the class's groups."""
         ...
+
+
+def cell_ids(labels: torch.Tensor, groups: np.ndarray | None, num_groups: int) -> torch.Tensor:
+    """(n,) int64 cell of each row, label·G + group, in [0, C·G) (groups None: the labels)."""
+    if groups is None:
+        if num_groups != 1:
+            raise ValueError(f"num_groups = {num_groups} needs the group of every row")
+        return labels.clone()
+    ids = torch.from_numpy(np.ascontiguousarray(groups, dtype=np.int64))
+    if ids.shape != labels.shape:
+        raise ValueError(f"groups must have shape {tuple(labels.shape)}, got {tuple(ids.shape)}")
+    if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= num_groups):
+        raise ValueError(f"groups must lie in [0, {num_groups})")
+    return labels * num_groups + ids
+
+
+def _subset(rows: torch.Tensor, batch_size: int | None, generator: torch.Generator) -> torch.Tensor:
+    """All of `rows` (ascending) or, when there are more, a random `batch_size` of them."""
+    if batch_size is None or batch_size >= len(rows):
+        return rows
+    return rows[torch.randperm(len(rows), generator=generator)[:batch_size]]
+
+
+def _mean(values: torch.Tensor) -> torch.Tensor:
+    """(p,) mean over the rows of (m, p) values; zeros for an empty cell (m = 0)."""
+    return values.mean(dim=0) if len(values) else values.sum(dim=0)
 
 
 def _flat(model: nn.Module) -> torch.Tensor:
@@ -125,14 +184,28 @@ def _flat(model: nn.Module) -> torch.Tensor:
 class ExactAccess:
     """Non-private gateway: exact means, gradients and trajectories over the real data.
 
-    embeddings: (n, d) float32; labels: (n,) int64 in [0, num_classes).
+    embeddings: (n, d) float32; labels: (n,) int64 in [0, num_classes); groups: (n,) int64 in
+    [0, num_groups), each row's group for group-balanced matching (None: one group).
     """
 
-    def __init__(self, embeddings: np.ndarray, labels: np.ndarray, num_classes: int) -> None:
+    def __init__(
+        self,
+        embeddings: np.ndarray,
+        labels: np.ndarray,
+        num_classes: int,
+        *,
+        groups: np.ndarray | None = None,
+        num_groups: int = 1,
+    ) -> None:
         self._x = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
         self._y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
         self._num_classes = num_classes
         self._rows = {c: torch.nonzero(self._y == c).flatten() for c in range(num_classes)}
+        self._num_groups = num_groups
+        cells = cell_ids(self._y, groups, num_groups)
+        self._cell_rows = [
+            torch.nonzero(cells == cell).flatten() for cell in range(num_classes * num_groups)
+        ]
 
     @property
     def num_classes(self) -> int:
@@ -146,9 +219,7 @@ class ExactAccess:
         self, label: int | None, batch_size: int | None, generator: torch.Generator
     ) -> torch.Tensor:
         rows = self._rows[label] if label is not None else torch.arange(len(self._y))
-        if batch_size is None or batch_size >= len(rows):
-            return rows
-        return rows[torch.randperm(len(rows), generator=generator)[:batch_size]]
+        return _subset(rows, batch_size, generator)
 
     def class_mean(
         self,
@@ -191,9 +262,52 @@ class ExactAccess:
             for c in range(self._num_classes)
         ]
 
+    @property
+    def num_groups(self) -> int:
+        return self._num_groups
+
+    def cell_sizes(self) -> torch.Tensor:
+        sizes = torch.tensor([len(rows) for rows in self._cell_rows], dtype=torch.float64)
+        return sizes.view(self._num_classes, self._num_groups)
+
+    def _cell_table(self, means: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(means).view(self._num_classes, self._num_groups, -1)
+
+    def cell_means(self, statistic: Statistic) -> torch.Tensor:
+        with torch.no_grad():
+            return self._cell_table([_mean(statistic(self._x[r])) for r in self._cell_rows])
+
+    def cell_batch_means(
+        self, statistic: Statistic, *, batch_size: int | None, generator: torch.Generator
+    ) -> torch.Tensor:
+        with torch.no_grad():
+            return self._cell_table(
+                [
+                    _mean(statistic(self._x[_subset(rows, batch_size, generator)]))
+                    for rows in self._cell_rows
+                ]
+            )
+
+    def cell_mean_gradients(
+        self,
+        loss: PerExampleLoss,
+        params: Mapping[str, torch.Tensor],
+        *,
+        batch_size: int,
+        generator: torch.Generator,
+    ) -> list[list[MeanGradient]]:
+        grads = [
+            self._mean_gradient(loss, params, _subset(rows, batch_size, generator))
+            for rows in self._cell_rows
+        ]
+        g = self._num_groups
+        return [grads[c * g : (c + 1) * g] for c in range(self._num_classes)]
+
     def _mean_gradient(
         self, loss: PerExampleLoss, params: Mapping[str, torch.Tensor], rows: torch.Tensor
     ) -> MeanGradient:
+        if not len(rows):  # an empty cell: no gradient (it stands in with its class's)
+            return MeanGradient({name: torch.zeros_like(p) for name, p in params.items()}, None)
         leaves = {name: p.detach().requires_grad_(True) for name, p in params.items()}
         mean_loss = loss(leaves, self._x[rows], self._y[rows]).mean()
         grads = torch.autograd.grad(mean_loss, list(leaves.values()))
@@ -220,7 +334,21 @@ class ExactAccess:
         return trajectory
 
     def sample_examples(
-        self, *, label: int, count: int, generator: torch.Generator
+        self, *, label: int, count: int, generator: torch.Generator, across_groups: bool = False
     ) -> torch.Tensor:
-        rows = self._rows[label]
-        return self._x[rows[torch.randperm(len(rows), generator=generator)[:count]]].clone()
+        if not across_groups:
+            rows = self._rows[label]
+            return self._x[rows[torch.randperm(len(rows), generator=generator)[:count]]].clone()
+        # Round robin over the class's non-empty cells, largest first (so a remainder goes to
+        # the larger groups), each in a random order: every group gets count/G while it lasts.
+        g = self._num_groups
+        cells = [self._cell_rows[label * g + group] for group in range(g)]
+        cells = sorted((rows for rows in cells if len(rows)), key=len, reverse=True)
+        shuffled = [rows[torch.randperm(len(rows), generator=generator)] for rows in cells]
+        picks = [
+            rows[i]
+            for i in range(max(map(len, cells), default=0))
+            for rows in shuffled
+            if i < len(rows)
+        ]
+        return self._x[torch.stack(picks[:count])].clone()

@@ -10,6 +10,8 @@ import numpy as np
 
 from tdd_priv.heads import LabeledArrays
 from tdd_priv.methods.access import ExactAccess, PrivateAccess
+from tdd_priv.methods.balance import GroupBalance
+from tdd_priv.methods.experts import ExpertTrajectories
 
 __all__ = ["DistillInput", "SyntheticSet"]
 
@@ -31,12 +33,27 @@ class DistillInput:
     options: Mapping[str, Any] = field(default_factory=dict)
     progress: bool = False
     gateway: PrivateAccess | None = None  # a DP gateway; None: exact access (non-private)
+    experts: ExpertTrajectories | None = None  # trained beforehand (mtt), else trained inline
+    # --fairness balanced: each row's group; the methods that support it (dm, dc) match per
+    # (class, group) cell with equal weight. None: plain per-class matching.
+    balance: GroupBalance | None = None
+    # (N, d) embeddings of the public pool (public: reading it costs no privacy), for methods
+    # that select public texts themselves (dpsgd-teacher); None when not given.
+    public_embeddings: np.ndarray | None = None
 
     def access(self) -> PrivateAccess:
         """The gateway through which learned methods see the private set."""
         if self.gateway is not None:
             return self.gateway
-        return ExactAccess(self.embeddings, self.labels, self.num_classes)
+        if self.balance is None:
+            return ExactAccess(self.embeddings, self.labels, self.num_classes)
+        return ExactAccess(
+            self.embeddings,
+            self.labels,
+            self.num_classes,
+            groups=self.balance.ids,
+            num_groups=len(self.balance.names),
+        )
 
     def class_rows(self, label: int) -> np.ndarray:
         """(n_c,) int64 row indices of one class, ascending."""
@@ -60,6 +77,7 @@ class SyntheticSet:
     loss_history: tuple[float, ...] = ()
     private_rows: np.ndarray | None = None
     privacy: Mapping[str, Any] | None = None  # the privacy report when made under DP
+    fairness: Mapping[str, Any] | None = None  # the group-balancing report (--fairness balanced)
 
     def training_arrays(self, num_classes: int) -> LabeledArrays:
         """The set as a training set for heads: soft labels when learned, else one-hot."""

@@ -4,16 +4,21 @@ Per class, the gradient of a classifier's loss on the synthetic examples is matc
 layer and output node by output node (1 − cosine), to the gradient on a batch of real examples.
 Many random initialisations, with a few training steps of the classifier on the synthetic set in
 between, make the set useful along the whole training path rather than at one point.
+
+With `--fairness balanced` (`DistillInput.balance`), the real gradient of each class is the
+equal-weight average over its groups of the per-(class, group) cell gradients instead of the
+class gradient (`tdd_priv.methods.balance`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import torch
 
+from tdd_priv.methods.balance import cell_weights
 from tdd_priv.methods.base import DistillInput, SyntheticSet
 from tdd_priv.methods.learned import InitMode, initial_set, parse_options, training_steps
 from tdd_priv.methods.nets import Params, build_net, cross_entropy, net_params
@@ -62,12 +67,14 @@ def gradient_matching(inputs: DistillInput) -> SyntheticSet:
     generator = torch_generator(inputs.seed, "dc")
     access = inputs.access()
     classes = access.num_classes
+    cells = cell_weights(access, inputs.balance)
     learned = initial_set(
         access,
         per_class=inputs.per_class,
         init=config.init,
         soft_labels=config.soft_labels,
         generator=generator,
+        across_groups=cells is not None,
     )
     optimizer = torch.optim.Adam(learned.parameters(), lr=config.learning_rate)
     history: list[float] = []
@@ -81,9 +88,16 @@ def gradient_matching(inputs: DistillInput) -> SyntheticSet:
             )
         targets = learned.targets(classes)
         loss = torch.zeros(())
-        released = access.class_mean_gradients(
-            loss_of, params, batch_size=config.batch_size, generator=generator
-        )
+        if cells is None:
+            released = access.class_mean_gradients(
+                loss_of, params, batch_size=config.batch_size, generator=generator
+            )
+        else:
+            released = cells.combine_gradients(
+                access.cell_mean_gradients(
+                    loss_of, params, batch_size=config.batch_size, generator=generator
+                )
+            )
         for c in range(classes):
             real = released[c].gradients
             leaves = {name: p.requires_grad_(True) for name, p in params.items()}
@@ -99,7 +113,8 @@ def gradient_matching(inputs: DistillInput) -> SyntheticSet:
         params = _train_on_synthetic(
             loss_of, params, learned.x.detach(), learned.targets(classes).detach(), config
         )
-    return learned.result(method="dc", config=config, loss_history=history)
+    result = learned.result(method="dc", config=config, loss_history=history)
+    return result if cells is None else replace(result, fairness=cells.report())
 
 
 def _train_on_synthetic(
@@ -120,11 +135,15 @@ def _train_on_synthetic(
     return {name: p.detach() for name, p in params.items()}
 
 
-def dc_privacy_plan(config: DCConfig, n: int, classes: int) -> list[PlannedMechanism]:
+def dc_privacy_plan(
+    config: DCConfig, n: int, classes: int, *, balanced: bool = False
+) -> list[PlannedMechanism]:
     """Per step, one release of per-class gradient sums (disjoint classes: one mechanism) at
-    q = batch_size·C / n; plus the class counts that turn sums into means."""
+    q = batch_size·C / n; plus the class counts that turn sums into means. Balanced: the same
+    per (class, group) cell (disjoint cells: still one mechanism each)."""
     rate = min(1.0, config.batch_size * classes / n)
+    unit = "cell" if balanced else "class"
     return [
-        PlannedMechanism("class_counts", 1.0, 1),
-        PlannedMechanism("class_gradient_sums", rate, config.iterations),
+        PlannedMechanism(f"{unit}_counts", 1.0, 1),
+        PlannedMechanism(f"{unit}_gradient_sums", rate, config.iterations),
     ]

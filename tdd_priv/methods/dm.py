@@ -3,17 +3,22 @@
 Per class, the mean of random feature maps of the synthetic examples is pulled towards the mean
 of the same maps over real examples. Each step draws a fresh randomly initialised MLP embedder,
 so the set matches the class distribution under many views rather than one.
+
+With `--fairness balanced` (`DistillInput.balance`), the real target of each class is the
+equal-weight average over its groups of the per-(class, group) cell means instead of the class
+mean (`tdd_priv.methods.balance`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
 from torch import nn
 
 from tdd_priv.methods.access import Statistic
+from tdd_priv.methods.balance import cell_weights
 from tdd_priv.methods.base import DistillInput, SyntheticSet
 from tdd_priv.methods.learned import InitMode, initial_set, parse_options, training_steps
 from tdd_priv.privacy.calibration import PlannedMechanism
@@ -69,11 +74,15 @@ def _feature_bank(dim: int, config: DMConfig, generator: torch.Generator) -> Sta
     return features
 
 
-def dm_privacy_plan(config: DMConfig, n: int, classes: int) -> list[PlannedMechanism]:
-    """One release of the class sums of the feature bank, one of the class counts."""
+def dm_privacy_plan(
+    config: DMConfig, n: int, classes: int, *, balanced: bool = False
+) -> list[PlannedMechanism]:
+    """One release of the class sums of the feature bank, one of the class counts; balanced:
+    the same per (class, group) cell (a record lies in one cell: the same sensitivity)."""
+    unit = "cell" if balanced else "class"
     return [
-        PlannedMechanism("class_statistic_sums", 1.0, 1),
-        PlannedMechanism("class_counts", 1.0, 1),
+        PlannedMechanism(f"{unit}_statistic_sums", 1.0, 1),
+        PlannedMechanism(f"{unit}_counts", 1.0, 1),
     ]
 
 
@@ -82,12 +91,17 @@ def distribution_matching(inputs: DistillInput) -> SyntheticSet:
     generator = torch_generator(inputs.seed, "dm")
     access = inputs.access()
     classes = access.num_classes
+    cells = cell_weights(access, inputs.balance)
 
-    # Each step matches the synthetic class means of a statistic to the real ones: a fresh
-    # random embedder and real batches per step, or one release of a fixed feature bank.
+    # Each step matches the synthetic class means of a statistic to the real targets: a fresh
+    # random embedder and real batches per step, or one release of a fixed feature bank. The
+    # target of a class is its mean, or (balanced) the equal-weight mean of its cells' means.
     if config.release == "one-shot":
         bank = _feature_bank(access.dim, config, generator)
-        released = access.class_means(bank)  # the only access to private data
+        # the only access to private data (with the cell sizes, when balanced)
+        released = (
+            access.class_means(bank) if cells is None else cells.combine(access.cell_means(bank))
+        )
 
         def step_targets() -> tuple[Statistic, torch.Tensor]:
             return bank, released
@@ -97,6 +111,11 @@ def distribution_matching(inputs: DistillInput) -> SyntheticSet:
             embed = random_embedder(
                 access.dim, hidden=config.hidden, features=config.features, generator=generator
             )
+            if cells is not None:
+                means = access.cell_batch_means(
+                    embed, batch_size=config.batch_size, generator=generator
+                )
+                return embed, cells.combine(means)
             real = [
                 access.class_mean(embed, label=c, batch_size=config.batch_size, generator=generator)
                 for c in range(classes)
@@ -104,7 +123,12 @@ def distribution_matching(inputs: DistillInput) -> SyntheticSet:
             return embed, torch.stack(real)
 
     learned = initial_set(
-        access, per_class=inputs.per_class, init=config.init, soft_labels=False, generator=generator
+        access,
+        per_class=inputs.per_class,
+        init=config.init,
+        soft_labels=False,
+        generator=generator,
+        across_groups=cells is not None,
     )
     optimizer = torch.optim.Adam([learned.x], lr=config.learning_rate)
     history: list[float] = []
@@ -118,4 +142,5 @@ def distribution_matching(inputs: DistillInput) -> SyntheticSet:
         optimizer.step()
         history.append(loss.item())
         bar.set_postfix(loss=f"{history[-1]:.4f}")
-    return learned.result(method="dm", config=config, loss_history=history)
+    result = learned.result(method="dm", config=config, loss_history=history)
+    return result if cells is None else replace(result, fairness=cells.report())

@@ -74,16 +74,20 @@ def initial_set(
     soft_labels: bool,
     label_scale: float = 3.0,
     generator: torch.Generator,
+    across_groups: bool = False,
 ) -> LearnedSet:
     """k examples per class, from random real examples or from unit-norm Gaussian noise.
 
-    Learned soft labels start as scaled one-hot logits (softmax ≈ the class).
+    Learned soft labels start as scaled one-hot logits (softmax ≈ the class). `across_groups`
+    (group-balanced matching): real examples are spread evenly over each class's groups.
     """
     classes = access.num_classes
     if init == "real":
         x = torch.cat(
             [
-                access.sample_examples(label=c, count=per_class, generator=generator)
+                access.sample_examples(
+                    label=c, count=per_class, generator=generator, across_groups=across_groups
+                )
                 for c in range(classes)
             ]
         )

@@ -13,15 +13,17 @@ from functools import partial
 
 import torch
 
-from tdd_priv.methods.access import ExpertTraining, Trajectory
+from tdd_priv.errors import ConfigError
+from tdd_priv.methods.access import ExpertTraining
 from tdd_priv.methods.base import DistillInput, SyntheticSet
+from tdd_priv.methods.experts import ExpertTrajectories
 from tdd_priv.methods.learned import InitMode, initial_set, parse_options, training_steps
 from tdd_priv.methods.nets import build_net, cross_entropy, net_params, unflatten
 from tdd_priv.privacy.calibration import PlannedMechanism
 from tdd_priv.privacy.dpsgd import dpsgd_plan
 from tdd_priv.seeding import torch_generator
 
-__all__ = ["MTTConfig", "mtt_privacy_plan", "trajectory_matching"]
+__all__ = ["MTTConfig", "mtt_privacy_plan", "train_experts", "trajectory_matching"]
 
 
 @dataclass(frozen=True)
@@ -45,24 +47,50 @@ class MTTConfig:
     init: InitMode = "real"
 
 
-def trajectory_matching(inputs: DistillInput) -> SyntheticSet:
+def _config(inputs: DistillInput) -> MTTConfig:
     config = parse_options(MTTConfig, inputs.options, method="mtt")
     if config.max_start_epoch + config.expert_span > config.expert_epochs:
         raise ValueError("mtt needs max_start_epoch + expert_span <= expert_epochs")
-    generator = torch_generator(inputs.seed, "mtt")
+    return config
+
+
+def train_experts(inputs: DistillInput) -> ExpertTrajectories:
+    """Train the experts on the private set (through its gateway: DP-SGD under DP).
+
+    They draw from their own seeded stream, so experts trained here and reused later give the
+    same synthetic set as experts trained inside `trajectory_matching`.
+    """
+    config = _config(inputs)
+    generator = torch_generator(inputs.seed, "mtt-experts")
     access = inputs.access()
-    classes = access.num_classes
     training = ExpertTraining(
         config.expert_epochs, config.expert_learning_rate, config.expert_batch_size
     )
+    trajectories = []
+    for _ in range(config.experts):
+        expert = build_net(
+            access.dim, access.num_classes, hidden=config.hidden, generator=generator
+        )
+        trajectory = access.expert_trajectory(expert, training=training, generator=generator)
+        trajectories.append(torch.stack(trajectory))
+    return ExpertTrajectories(torch.stack(trajectories))
+
+
+def trajectory_matching(inputs: DistillInput) -> SyntheticSet:
+    config = _config(inputs)
+    experts = inputs.experts if inputs.experts is not None else train_experts(inputs)
+    generator = torch_generator(inputs.seed, "mtt")
+    access = inputs.access()
+    classes = access.num_classes
     net = build_net(access.dim, classes, hidden=config.hidden, generator=generator)
     template = net_params(net)
-    trajectories: list[Trajectory] = []
-    for _ in range(config.experts):
-        expert = build_net(access.dim, classes, hidden=config.hidden, generator=generator)
-        trajectories.append(
-            access.expert_trajectory(expert, training=training, generator=generator)
+    size = sum(p.numel() for p in template.values())
+    if experts.checkpoints.shape[1:] != (config.expert_epochs + 1, size):
+        raise ConfigError(
+            f"the expert trajectories have shape {tuple(experts.checkpoints.shape)}, but mtt with "
+            f"these options needs (experts, {config.expert_epochs + 1}, {size})"
         )
+    trajectories = experts.checkpoints
 
     learned = initial_set(
         access,

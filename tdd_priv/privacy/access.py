@@ -21,6 +21,7 @@ from tdd_priv.methods.access import (
     PerExampleLoss,
     Statistic,
     Trajectory,
+    cell_ids,
 )
 from tdd_priv.privacy.dpsgd import dpsgd_trajectory
 from tdd_priv.privacy.ledger import PrivacyLedger
@@ -40,12 +41,20 @@ def poisson_rate(expected_batch: int | None, n: int) -> float:
     return 1.0 if expected_batch is None else min(1.0, expected_batch / n)
 
 
+def _unflatten(flat: torch.Tensor, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """(P,) -> {name: tensor shaped like params[name]}, in the order of `params`."""
+    parts = flat.split([p.numel() for p in params.values()])
+    return {name: part.view_as(p) for (name, p), part in zip(params.items(), parts, strict=True)}
+
+
 class NoisyAccess:
     """DP gateway with one shared noise multiplier σ and clip norm C.
 
     The number of private rows n is treated as public (as usual under add/remove adjacency
     accounting with a fixed expected batch); class sizes are not, and are released noisily
-    (once, accounted) when a mean needs them.
+    (once, accounted) when a mean needs them. `groups` ((n,) int64 in [0, num_groups), or None
+    for one group) place each row in a (class, group) cell for group-balanced matching; cell
+    sizes, like class sizes, are released noisily once.
     """
 
     def __init__(
@@ -58,6 +67,8 @@ class NoisyAccess:
         max_norm: float,
         generator: torch.Generator,
         ledger: PrivacyLedger,
+        groups: np.ndarray | None = None,
+        num_groups: int = 1,
     ) -> None:
         self._x = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
         self._y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
@@ -67,6 +78,9 @@ class NoisyAccess:
         self._generator = generator
         self.ledger = ledger
         self._counts: torch.Tensor | None = None
+        self._num_groups = num_groups
+        self._cells = cell_ids(self._y, groups, num_groups)
+        self._cell_counts: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -123,17 +137,22 @@ class NoisyAccess:
         """One Gaussian mechanism: per-example gradients over all parameters, flattened into one
         row each, clipped jointly to C, summed, noised. An empty Poisson batch still releases
         (pure noise), so the number of releases never depends on the data."""
-        sizes = {name: p.numel() for name, p in params.items()}
-        if len(rows):
-            grads = per_example_loss_grads(loss, params, self._x[rows], self._y[rows])
-            flat = torch.cat([grads[name].reshape(len(rows), -1) for name in sizes], dim=1)
-        else:
-            flat = torch.zeros(0, sum(sizes.values()))
         total = gaussian_sum(
-            flat, noise_multiplier=self._sigma, max_norm=self._max_norm, generator=self._generator
+            self._flat_gradients(loss, params, rows),
+            noise_multiplier=self._sigma,
+            max_norm=self._max_norm,
+            generator=self._generator,
         )
-        parts = total.split(list(sizes.values()))
-        return {name: part.view_as(params[name]) for name, part in zip(sizes, parts, strict=True)}
+        return _unflatten(total, params)
+
+    def _flat_gradients(
+        self, loss: PerExampleLoss, params: Mapping[str, torch.Tensor], rows: torch.Tensor
+    ) -> torch.Tensor:
+        """(len(rows), P) per-example gradients over all parameters, one flat row each."""
+        if not len(rows):
+            return torch.zeros(0, sum(p.numel() for p in params.values()))
+        grads = per_example_loss_grads(loss, params, self._x[rows], self._y[rows])
+        return torch.cat([grads[name].reshape(len(rows), -1) for name in params], dim=1)
 
     def mean_gradient(
         self,
@@ -175,6 +194,90 @@ class NoisyAccess:
         )
         return results
 
+    # --- group-balanced matching: the same releases per (class, group) cell -------------------
+    # Each record lies in exactly one cell, just as it lies in exactly one class: adding or
+    # removing it changes one cell's clipped sum by at most C (and one cell count by 1) and leaves
+    # every other cell alone. A table of per-cell sums therefore has the same L2 sensitivity as
+    # the table of per-class sums, and each such table is still ONE Gaussian mechanism at the
+    # same σ, recorded once: balancing changes what is released, not what it costs.
+
+    @property
+    def num_groups(self) -> int:
+        return self._num_groups
+
+    def cell_sizes(self) -> torch.Tensor:
+        """(C, G) cell counts + N(0, σ²), released once per run and reused (clamped to >= 1)."""
+        if self._cell_counts is None:
+            counts = noisy_counts(
+                self._cells,
+                self._num_classes * self._num_groups,
+                noise_multiplier=self._sigma,
+                generator=self._generator,
+            )
+            self.ledger.spend("cell_counts", noise_multiplier=self._sigma, sample_rate=1.0, steps=1)
+            self._cell_counts = counts.clamp_min(1.0).view(self._num_classes, self._num_groups)
+        return self._cell_counts
+
+    def cell_means(self, statistic: Statistic) -> torch.Tensor:
+        """(C, G, p) cell means of the clipped statistic: noisy cell sums / noisy cell counts."""
+        with torch.no_grad():
+            sums = gaussian_class_sums(
+                statistic(self._x),
+                self._cells,
+                self._num_classes * self._num_groups,
+                noise_multiplier=self._sigma,
+                max_norm=self._max_norm,
+                generator=self._generator,
+            )
+        self.ledger.spend(
+            "cell_statistic_sums", noise_multiplier=self._sigma, sample_rate=1.0, steps=1
+        )
+        table = sums.view(self._num_classes, self._num_groups, -1)
+        return table / self.cell_sizes()[:, :, None].to(table.dtype)
+
+    def cell_batch_means(
+        self, statistic: Statistic, *, batch_size: int | None, generator: torch.Generator
+    ) -> torch.Tensor:
+        raise ConfigError(
+            "per-step cell means are not released under DP; use the one-shot release "
+            "(method option release=one-shot)"
+        )
+
+    def cell_mean_gradients(
+        self,
+        loss: PerExampleLoss,
+        params: Mapping[str, torch.Tensor],
+        *,
+        batch_size: int,
+        generator: torch.Generator,
+    ) -> list[list[MeanGradient]]:
+        """Per (class, group) cell: Poisson-sampled clipped noisy gradient sums, at the per-class
+        release's q = batch_size·C / n, each divided by its expected batch q·(noisy cell count).
+        The cells partition the sample as the classes do: one release of the subsampled
+        Gaussian mechanism (one table of per-cell sums: `gaussian_class_sums` over cell ids).
+        Empty cell batches still release (pure noise)."""
+        sample_rate = poisson_rate(batch_size * self._num_classes, len(self._y))
+        rows = poisson_sample(len(self._y), sample_rate=sample_rate, generator=self._generator)
+        groups = self._num_groups
+        sums = gaussian_class_sums(
+            self._flat_gradients(loss, params, rows),
+            self._cells[rows],
+            self._num_classes * groups,
+            noise_multiplier=self._sigma,
+            max_norm=self._max_norm,
+            generator=self._generator,
+        )
+        expected = (sample_rate * self.cell_sizes()).flatten().to(sums.dtype)
+        means = [_unflatten(total, params) for total in sums / expected[:, None]]
+        results = [
+            [MeanGradient(means[c * groups + g], loss=None) for g in range(groups)]
+            for c in range(self._num_classes)
+        ]
+        self.ledger.spend(
+            "cell_gradient_sums", noise_multiplier=self._sigma, sample_rate=sample_rate, steps=1
+        )
+        return results
+
     def expert_trajectory(
         self, model: nn.Module, *, training: ExpertTraining, generator: torch.Generator
     ) -> Trajectory:
@@ -194,7 +297,7 @@ class NoisyAccess:
         return trajectory
 
     def sample_examples(
-        self, *, label: int, count: int, generator: torch.Generator
+        self, *, label: int, count: int, generator: torch.Generator, across_groups: bool = False
     ) -> torch.Tensor:
         raise ConfigError(
             "initialising from real examples would release private records; under DP use "

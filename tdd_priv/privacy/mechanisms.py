@@ -52,7 +52,8 @@ def _rows(per_example: Tensor) -> Tensor:
         raise ValueError("per-example values need a leading example dimension: shape (n, ...)")
     if not per_example.is_floating_point():
         raise ValueError(f"per-example values must be floating point, got {per_example.dtype}")
-    return per_example.reshape(per_example.shape[0], -1)
+    # Not reshape(n, -1): that fails for an empty batch (n = 0), which must still release.
+    return per_example.reshape(per_example.shape[0], math.prod(per_example.shape[1:]))
 
 
 def per_example_norms(*per_example: Tensor) -> Tensor:

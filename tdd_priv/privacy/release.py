@@ -2,33 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from tdd_priv.errors import ConfigError
-from tdd_priv.methods import DistillInput, SyntheticSet, distill, method_info
+from tdd_priv.methods import DistillInput, ExpertTrajectories, SyntheticSet, distill, method_info
 from tdd_priv.privacy.access import NoisyAccess
 from tdd_priv.privacy.calibration import calibrate_noise
-from tdd_priv.privacy.ledger import PrivacyLedger, epsilon_summary
+from tdd_priv.privacy.ledger import MechanismRecord, PrivacyLedger, epsilon_summary
 from tdd_priv.seeding import torch_generator
 
-__all__ = ["distill_privately"]
+__all__ = ["distill_privately", "train_experts_privately"]
 
 
-def distill_privately(
+@dataclass(frozen=True)
+class _PrivateRun:
+    """The method's input with DP options and the noisy gateway, and what it may spend."""
+
+    members: DistillInput
+    ledger: PrivacyLedger
+    planned: tuple[MechanismRecord, ...]
+
+
+def _private_run(
     method: str, members: DistillInput, *, epsilon: float, delta: float, noise_seed: int
-) -> SyntheticSet:
-    """Run `method` under (ε, δ)-DP on the private members.
-
-    σ is calibrated for everything the method will release before any private data is touched;
-    the method then sees the data only through the noisy gateway, whose ledger must come out
-    exactly as planned. The result carries the privacy report (`SyntheticSet.privacy`).
-    """
+) -> _PrivateRun:
     variant = method_info(method).private
     if variant is None:
         raise ConfigError(f"method '{method}' has no differentially private variant")
     options = variant.options(members.options, method=method)
     n, classes = len(members.labels), members.num_classes
-    plan = variant.plan(options, n, classes)
+    balance = members.balance  # --fairness balanced: per-(class, group) cell releases
+    plan = variant.planned(options, n, classes, balanced=balance is not None)
     sigma = calibrate_noise(target_epsilon=epsilon, delta=delta, plan=plan)
     ledger = PrivacyLedger()
     gateway = NoisyAccess(
@@ -39,10 +43,46 @@ def distill_privately(
         max_norm=options.clip_norm,
         generator=torch_generator(noise_seed, "privacy-noise"),
         ledger=ledger,
+        groups=balance.ids if balance is not None else None,
+        num_groups=len(balance.names) if balance is not None else 1,
     )
     private_options = {**variant.defaults, **members.options}
-    synthetic = distill(method, replace(members, options=private_options, gateway=gateway))
-    planned = PrivacyLedger([mechanism.at(sigma) for mechanism in plan]).records
-    if sorted(ledger.records, key=repr) != sorted(planned, key=repr):
-        raise AssertionError(f"the method spent {ledger.records}, but the plan was {planned}")
-    return replace(synthetic, privacy=epsilon_summary(ledger, delta=delta))
+    return _PrivateRun(
+        replace(members, options=private_options, gateway=gateway),
+        ledger,
+        PrivacyLedger([mechanism.at(sigma) for mechanism in plan]).records,
+    )
+
+
+def distill_privately(
+    method: str, members: DistillInput, *, epsilon: float, delta: float, noise_seed: int
+) -> SyntheticSet:
+    """Run `method` under (ε, δ)-DP on the private members.
+
+    σ is calibrated for everything the method will release before any private data is touched;
+    the method then sees the data only through the noisy gateway, whose ledger must come out
+    exactly as planned. Experts trained beforehand (`members.experts`, from
+    `train_experts_privately`) count with the records of their training. The result carries the
+    privacy report (`SyntheticSet.privacy`).
+    """
+    run = _private_run(method, members, epsilon=epsilon, delta=delta, noise_seed=noise_seed)
+    synthetic = distill(method, run.members)
+    if members.experts is not None:
+        run.ledger.extend(members.experts.records)
+    if sorted(run.ledger.records, key=repr) != sorted(run.planned, key=repr):
+        raise AssertionError(
+            f"the method spent {run.ledger.records}, but the plan was {run.planned}"
+        )
+    return replace(synthetic, privacy=epsilon_summary(run.ledger, delta=delta))
+
+
+def train_experts_privately(
+    method: str, members: DistillInput, *, epsilon: float, delta: float, noise_seed: int
+) -> ExpertTrajectories:
+    """The method's experts (DP-SGD runs at the σ calibrated for the method's whole plan), with
+    the records of what they spent; `distill_privately` adds them to its ledger."""
+    train = method_info(method).experts
+    if train is None:
+        raise ConfigError(f"method '{method}' trains no experts")
+    run = _private_run(method, members, epsilon=epsilon, delta=delta, noise_seed=noise_seed)
+    return replace(train(run.members), records=run.ledger.records)

@@ -49,6 +49,10 @@ def _write_synthetic(folder: Path, record: RunRecord) -> None:
         columns.append("flagged")
         for row, flagged in zip(rows, realized.flagged, strict=True):
             row["flagged"] = bool(flagged)
+    if realized.soft_labels is not None:  # the labels the utility was measured with
+        columns.append("soft_label")
+        for row, soft in zip(rows, realized.soft_labels.tolist(), strict=True):
+            row["soft_label"] = soft
     with (folder / "data.jsonl").open("w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -60,6 +64,8 @@ def _write_synthetic(folder: Path, record: RunRecord) -> None:
     }
     if record.synthetic.soft_labels is not None:
         tensors["soft_labels"] = np.ascontiguousarray(record.synthetic.soft_labels, np.float32)
+    if realized.soft_labels is not None:
+        tensors["text_soft_labels"] = np.ascontiguousarray(realized.soft_labels, np.float32)
     save_file(
         tensors,
         str(folder / "embeddings.safetensors"),

@@ -3,7 +3,7 @@ order as report.html)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from tdd_priv.report.sections import (
@@ -41,13 +41,20 @@ def _block(block: Block) -> list[str]:
     raise TypeError(f"unknown report block {block!r}")
 
 
-def render_markdown(report: Mapping[str, Any]) -> str:
+def render_markdown(
+    report: Mapping[str, Any], *, sections: Collection[str] | None = None, figures: bool = True
+) -> str:
+    """The report as markdown; `sections` keeps only those section keys (e.g. summary, utility,
+    verdicts) and `figures=False` drops figure references (for places that cannot show them)."""
     lines = [f"# tdd-priv report — {report['run_id']}", ""]
     if "created_at" in report:
         lines += [f"Created {report['created_at']}.", ""]
     for section in build_sections(report):
+        if sections is not None and section.key not in sections:
+            continue
         if section.key != "summary":
             lines += [f"## {section.title}", ""]
         for block in section.blocks:
-            lines += _block(block)
+            if figures or not isinstance(block, FigureRef):
+                lines += _block(block)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -210,6 +210,8 @@ def _build_report(record: RunRecord) -> dict[str, Any]:
         "method": {
             "name": config.method,
             "per_class": config.per_class,
+            # --fairness (issue 5): the mode and, when balanced, the groups and fallback cells
+            "fairness": {"mode": config.fairness, **(record.synthetic.fairness or {})},
             "settings": record.synthetic.config,
             "loss_history": list(record.synthetic.loss_history),
         },

@@ -550,6 +550,16 @@ def _method(report: Mapping[str, Any]) -> Section:
             f"sha256 `{str(encoder.get('model_sha256', '?'))[:12]}…`)."
         )
     ]
+    if (fairness := method.get("fairness", {})).get("mode") == "balanced":
+        blocks.append(
+            Paragraph(
+                f"Group-balanced matching (`--fairness balanced`) over {len(fairness['groups'])} "
+                f"group(s) of {', '.join(fairness['group_columns'])}: each class matches the "
+                f"equal-weight mean of its (class, group) cells; {fairness['fallback_cells']} of "
+                f"{fairness['cells']} cells had fewer than {fairness['min_cell_size']} rows and "
+                "used their class mean instead."
+            )
+        )
     if rows:
         blocks.append(Table(("setting", "value"), rows))
     blocks += _figures(report, "method")

@@ -28,7 +28,7 @@ __all__ = [
     "validate_report",
 ]
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"  # 1.1.0: method.fairness (--fairness)
 
 # major version -> schema file in this package.
 SCHEMA_FILES = {

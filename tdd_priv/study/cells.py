@@ -1,0 +1,129 @@
+"""A study's cells on disk: which are finished (so a resumed study skips them), and how long
+each took.
+
+A cell's folder DIR/cells/<id>/ is an ordinary signed run folder, written by the pipeline's
+staged rename, so it is either whole or absent. It counts as finished when its report.json
+parses, names a schema version, and belongs to the config it was written from
+(config.resolved.yaml, tied to the report by `config_sha256`), and that config computes the
+same thing as the cell's: settings that only say how a run executes are ignored.
+
+Wall times live beside the cells (DIR/timings/<id>.json), never inside a signed run folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from tdd_priv.config import RunConfig
+from tdd_priv.errors import ConfigError
+from tdd_priv.study.sweep import Cell
+
+__all__ = [
+    "CellOutcome",
+    "CellStatus",
+    "cell_is_complete",
+    "read_report",
+    "read_timing",
+    "remove_partial_folders",
+    "write_timing",
+]
+
+CellStatus = Literal["ran", "reused", "failed"]
+TIMINGS_DIR = "timings"
+# Settings that change where or how verbosely a run executes, not its results.
+_EXECUTION_ONLY = ("out", "overwrite", "progress", "orchestrator", "cache_dir", "signing_key")
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """What became of a cell in one invocation of a study: `ran` (computed now), `reused` (a
+    finished folder was found), `failed` (with the error's message). wall_s: this invocation's
+    time for it (None when reused)."""
+
+    id: str
+    status: CellStatus
+    wall_s: float | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: Mapping[str, Any]) -> CellOutcome:
+        return cls(**payload)
+
+
+def _comparable(config: RunConfig) -> dict[str, Any]:
+    settings = config.to_dict()
+    for key in _EXECUTION_ONLY:
+        settings.pop(key, None)
+    return settings
+
+
+def read_report(folder: Path) -> dict[str, Any] | None:
+    """report.json of a run folder, or None when it is missing or not a JSON object."""
+    try:
+        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def cell_is_complete(cell: Cell) -> bool:
+    """True when the cell's folder holds a finished run of exactly this cell's config."""
+    folder = cell.config.out
+    report = read_report(folder)
+    if report is None or "schema_version" not in report or "utility" not in report:
+        return False
+    try:
+        resolved = yaml.safe_load((folder / "config.resolved.yaml").read_text(encoding="utf-8"))
+        written = RunConfig.from_dict(resolved)
+    except (OSError, yaml.YAMLError, ConfigError, TypeError, ValueError, AttributeError):
+        return False
+    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
+    if report.get("config_sha256") != digest:
+        return False  # the report was not written from this config file
+    return _comparable(written) == _comparable(cell.config)
+
+
+def remove_partial_folders(cell: Cell) -> list[Path]:
+    """Remove staging folders an interrupted run of this cell left behind (.<id>.partial-*,
+    .<id>.old-*); only the study runs its cells, so nothing else writes them."""
+    folder = cell.config.out
+    if not folder.parent.is_dir():
+        return []
+    leftovers = [
+        path
+        for pattern in (f".{folder.name}.partial-*", f".{folder.name}.old-*")
+        for path in folder.parent.glob(pattern)
+    ]
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+    return leftovers
+
+
+def _timing_file(cell: Cell) -> Path:
+    return cell.config.out.parent.parent / TIMINGS_DIR / f"{cell.id}.json"
+
+
+def write_timing(cell: Cell, *, wall_s: float, worker: str) -> None:
+    """Record how long computing the cell took, and where (a host/process name)."""
+    path = _timing_file(cell)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"wall_s": round(wall_s, 3), "worker": worker}), encoding="utf-8")
+
+
+def read_timing(cell: Cell) -> dict[str, Any] | None:
+    try:
+        timing = json.loads(_timing_file(cell).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return timing if isinstance(timing, dict) else None
