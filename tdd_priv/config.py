@@ -70,6 +70,11 @@ class PrivacyConfig:
     enabled: bool = True
     epsilon: float = 4.0
     delta: float | None = None
+    # The seed of the privacy noise. None (default): every release draws it from the OS's
+    # entropy, since `seed` is published in config.resolved.yaml and noise regenerated from it
+    # could be subtracted. An int makes DP runs reproducible (tests, debugging); it is withheld
+    # from the released config either way.
+    noise_seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +229,12 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-ready mapping (paths as strings, tuples as lists)."""
         return _plain(dataclasses.asdict(self))
+
+    def released_dict(self) -> dict[str, Any]:
+        """`to_dict()` without the secret noise seed: what config.resolved.yaml publishes."""
+        settings = self.to_dict()
+        settings["privacy"]["noise_seed"] = None
+        return settings
 
     @classmethod
     def from_dict(cls, payload: Mapping[str, Any]) -> RunConfig:

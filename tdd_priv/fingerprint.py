@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["fingerprint_strings", "sha256_file"]
+__all__ = ["fingerprint_strings", "sha256_file", "sha256_json"]
 
 
 def fingerprint_strings(values: Iterable[str], *, salt: str = "") -> str:
@@ -26,3 +28,10 @@ def sha256_file(path: Path, *, chunk_bytes: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_json(value: Any) -> str:
+    """Hex SHA-256 of `value` as canonical JSON (sorted keys; str() for what JSON cannot hold):
+    the digest of a config or a recipe, the same wherever it is computed."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -271,7 +272,7 @@ def experts_step(
             members,
             epsilon=config.privacy.epsilon,
             delta=privacy_delta(config, len(members.labels)),
-            noise_seed=derive_seed(config.seed, "privacy-noise"),
+            noise_seed=noise_seed(config),
         )
     else:
         train = method_info(config.method).experts
@@ -299,7 +300,8 @@ def experts_key(
         "privacy": {
             "epsilon": privacy.epsilon,
             "delta": privacy_delta(config, len(members.labels)),
-            "noise_seed": derive_seed(config.seed, "privacy-noise"),
+            # None: a fresh secret draw per run, so a cached release from any such run serves
+            "noise_seed": privacy.noise_seed,
         }
         if privacy.enabled
         else None,
@@ -330,8 +332,18 @@ def distill_step(
         members,
         epsilon=config.privacy.epsilon,
         delta=privacy_delta(config, len(members.labels)),
-        noise_seed=derive_seed(config.seed, "privacy-noise"),
+        noise_seed=noise_seed(config),
     )
+
+
+def noise_seed(config: RunConfig) -> int:
+    """The seed of a release's privacy noise: as configured, else a fresh secret draw.
+
+    Never derived from `config.seed`, which the run folder publishes: whoever could regenerate
+    the noise could subtract it.
+    """
+    configured = config.privacy.noise_seed
+    return configured if configured is not None else secrets.randbits(63)
 
 
 def privacy_delta(config: RunConfig, n: int) -> float:

@@ -21,7 +21,15 @@ import yaml
 
 from tdd_priv.errors import ConfigError
 
-__all__ = ["DEFAULT_POLICY", "Check", "Policy", "judge", "load_policy"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "Check",
+    "Policy",
+    "judge",
+    "load_policy",
+    "report_number",
+    "report_value",
+]
 
 DEFAULT_POLICY = "default.yaml"
 _CHECK_KEYS = {
@@ -34,7 +42,6 @@ _CHECK_KEYS = {
     "max_from",
     "if_missing",
 }
-_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -127,30 +134,34 @@ def load_policy(path: Path | None = None) -> Policy:
     )
 
 
-def _lookup(report: Mapping[str, Any], path: str) -> Any:
+def report_value(report: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted `path` of a report ("utility.realized.accuracy_mean"), or None
+    where the report does not hold it."""
     node: Any = report
     for part in path.split("."):
         if not isinstance(node, Mapping) or part not in node:
-            return _MISSING
+            return None
         node = node[part]
-    return _MISSING if node is None else node
+    return node
 
 
-def _number(value: Any) -> float | None:
+def report_number(report: Mapping[str, Any], path: str) -> float | None:
+    """The finite number at a dotted `path` of a report, or None (absent, null, not a number)."""
+    value = report_value(report, path)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)
 
 
 def _measure(report: Mapping[str, Any], check: Check) -> float | None:
-    value = _number(_lookup(report, check.value))
+    value = report_number(report, check.value)
     if value is None:
         return None
     if check.minus is not None:
-        minus = _number(_lookup(report, check.minus))
+        minus = report_number(report, check.minus)
         value = None if minus is None else value - minus
     if value is not None and check.divide_by is not None:
-        divisor = _number(_lookup(report, check.divide_by))
+        divisor = report_number(report, check.divide_by)
         value = None if not divisor else value / divisor
     return value
 
@@ -159,7 +170,7 @@ def _verdict(report: Mapping[str, Any], check: Check) -> dict[str, Any]:
     value = _measure(report, check)
     threshold = check.max if check.max is not None else check.min
     if check.max_from is not None:
-        threshold = _number(_lookup(report, check.max_from))
+        threshold = report_number(report, check.max_from)
     if value is None:
         status = "FAIL" if check.if_missing == "fail" else "SKIPPED"
         note = f"{check.value} is not in the report"

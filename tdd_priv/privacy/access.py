@@ -291,7 +291,8 @@ class NoisyAccess:
             epochs=training.epochs,
             batch_size=training.batch_size,
             learning_rate=training.learning_rate,
-            seed=int(torch.randint(2**62, (1,), generator=generator)),
+            # From the noise generator (secret), not the method's (seeded from the public seed).
+            seed=int(torch.randint(2**62, (1,), generator=self._generator)),
         )
         self.ledger.append(record)
         return trajectory

@@ -116,7 +116,7 @@ def write_run_folder(
     _write_synthetic(folder / "synthetic", record)
     _write_private(folder / PRIVATE_DIR, record)
     (folder / "config.resolved.yaml").write_text(
-        yaml.safe_dump(record.config.to_dict(), sort_keys=False), encoding="utf-8"
+        yaml.safe_dump(record.config.released_dict(), sort_keys=False), encoding="utf-8"
     )
     report = build_report(record)
     report["signing"] = {

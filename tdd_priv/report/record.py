@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 import subprocess
 import sys
@@ -19,6 +17,7 @@ import numpy as np
 from tdd_priv.config import RunConfig
 from tdd_priv.data import LabeledData, PublicTexts, Splits
 from tdd_priv.evaluate import Utility
+from tdd_priv.fingerprint import sha256_json
 from tdd_priv.methods import SyntheticSet
 from tdd_priv.policy import Policy, judge
 from tdd_priv.realize import RealizedSet
@@ -198,8 +197,8 @@ def build_report(record: RunRecord) -> dict[str, Any]:
 
 def _build_report(record: RunRecord) -> dict[str, Any]:
     config = record.config
-    resolved = config.to_dict()
-    config_digest = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
+    resolved = config.released_dict()
+    config_digest = sha256_json(resolved)  # tdd_priv.study.cells checks it the same way
     created = datetime.now(UTC)
     return {
         "schema_version": SCHEMA_VERSION,

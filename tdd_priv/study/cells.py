@@ -12,7 +12,6 @@ Wall times live beside the cells (DIR/timings/<id>.json), never inside a signed 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Mapping
@@ -24,7 +23,8 @@ import yaml
 
 from tdd_priv.config import RunConfig
 from tdd_priv.errors import ConfigError
-from tdd_priv.study.sweep import Cell
+from tdd_priv.fingerprint import sha256_json
+from tdd_priv.study.sweep import EXECUTION_SETTINGS, Cell
 
 __all__ = [
     "CellOutcome",
@@ -38,8 +38,9 @@ __all__ = [
 
 CellStatus = Literal["ran", "reused", "failed"]
 TIMINGS_DIR = "timings"
-# Settings that change where or how verbosely a run executes, not its results.
-_EXECUTION_ONLY = ("out", "overwrite", "progress", "orchestrator", "cache_dir", "signing_key")
+# Settings that change where or how a run executes, not its results: those the study owns, and
+# where caches and the signing key live.
+_EXECUTION_ONLY = (*EXECUTION_SETTINGS, "cache_dir", "signing_key")
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,18 @@ def _comparable(config: RunConfig) -> dict[str, Any]:
     return settings
 
 
-def read_report(folder: Path) -> dict[str, Any] | None:
-    """report.json of a run folder, or None when it is missing or not a JSON object."""
+def _json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`, or None when it is missing, unreadable or not an object."""
     try:
-        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return report if isinstance(report, dict) else None
+    return value if isinstance(value, dict) else None
+
+
+def read_report(folder: Path) -> dict[str, Any] | None:
+    """report.json of a run folder, or None when it is missing or not a JSON object."""
+    return _json_object(folder / "report.json")
 
 
 def cell_is_complete(cell: Cell) -> bool:
@@ -88,8 +94,7 @@ def cell_is_complete(cell: Cell) -> bool:
         written = RunConfig.from_dict(resolved)
     except (OSError, yaml.YAMLError, ConfigError, TypeError, ValueError, AttributeError):
         return False
-    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
-    if report.get("config_sha256") != digest:
+    if report.get("config_sha256") != sha256_json(resolved):
         return False  # the report was not written from this config file
     return _comparable(written) == _comparable(cell.config)
 
@@ -122,8 +127,4 @@ def write_timing(cell: Cell, *, wall_s: float, worker: str) -> None:
 
 
 def read_timing(cell: Cell) -> dict[str, Any] | None:
-    try:
-        timing = json.loads(_timing_file(cell).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return timing if isinstance(timing, dict) else None
+    return _json_object(_timing_file(cell))

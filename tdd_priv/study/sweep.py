@@ -22,9 +22,7 @@ the file order), so it stays the same when the base changes and a study can resu
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -36,6 +34,7 @@ import yaml
 
 from tdd_priv.config import RunConfig, load_config_file
 from tdd_priv.errors import ConfigError
+from tdd_priv.fingerprint import sha256_json
 
 __all__ = [
     "AXIS_ALIASES",
@@ -310,8 +309,7 @@ def _value_label(value: Any) -> str:
         return f"{value:g}"
     if isinstance(value, str):
         return re.sub(r"[^A-Za-z0-9.+]+", "-", value).strip("-") or "empty"
-    digest = hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
-    return digest[:8]
+    return sha256_json(value)[:8]
 
 
 def _cell_id(settings: Mapping[str, Any]) -> str:

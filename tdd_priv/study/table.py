@@ -6,12 +6,12 @@ without canaries, a failed cell) stays empty: never a zero that could be mistake
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tdd_priv.policy import report_number, report_value
 from tdd_priv.study.cells import CellOutcome, read_report, read_timing
 from tdd_priv.study.sweep import Cell, axis_label, unique_settings
 
@@ -20,23 +20,8 @@ __all__ = ["COLUMNS", "StudyTable", "study_table", "write_csv", "write_markdown"
 Report = Mapping[str, Any]
 
 
-def _path(report: Report, *keys: str) -> Any:
-    node: Any = report
-    for key in keys:
-        if not isinstance(node, Mapping) or key not in node:
-            return None
-        node = node[key]
-    return node
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _reader(*keys: str) -> Callable[[Report], Any]:
-    return lambda report: _number(_path(report, *keys))
+def _reader(path: str) -> Callable[[Report], Any]:
+    return lambda report: report_number(report, path)
 
 
 @dataclass(frozen=True)
@@ -49,41 +34,41 @@ class Column:
 
 
 def _epsilon_spent(report: Report) -> float | None:
-    return _number(_path(report, "privacy", "epsilon")) if _dp(report) else None
+    return report_number(report, "privacy.epsilon") if _dp(report) else None
 
 
 def _dp(report: Report) -> bool:
-    return _path(report, "privacy", "mode") == "dp"
+    return report_value(report, "privacy.mode") == "dp"
 
 
 # The measured columns, in order, each read from report.json.
 COLUMNS: tuple[Column, ...] = (
-    Column("realized_accuracy", "test accuracy, heads trained on the released texts", _reader(
-        "utility", "realized", "accuracy_mean")),
-    Column("realized_accuracy_std", "its std over models", _reader(
-        "utility", "realized", "accuracy_std")),
+    Column("realized_accuracy", "test accuracy, heads trained on the released texts",
+           _reader("utility.realized.accuracy_mean")),
+    Column("realized_accuracy_std", "its std over models",
+           _reader("utility.realized.accuracy_std")),
     Column("synthetic_accuracy", "test accuracy, heads trained on the synthetic vectors",
-           _reader("utility", "synthetic", "accuracy_mean")),
+           _reader("utility.synthetic.accuracy_mean")),
     Column("dp_sgd_accuracy", "DP-SGD on the private train split at the same ε",
-           _reader("utility", "dp_sgd", "accuracy_mean")),
+           _reader("utility.dp_sgd.accuracy_mean")),
     Column("full_data_accuracy", "heads trained on the whole private train split",
-           _reader("utility", "full_data", "accuracy_mean")),
+           _reader("utility.full_data.accuracy_mean")),
     Column("random_accuracy", "k random private records per class",
-           _reader("utility", "random", "accuracy_mean")),
+           _reader("utility.random.accuracy_mean")),
     Column("mia_auc", "membership inference: AUC of the strongest attack",
-           _reader("audits", "membership", "auc")),
+           _reader("audits.membership.auc")),
     Column("mia_tpr_at_1pct_fpr", "membership inference: TPR at 1 % FPR",
-           _reader("audits", "membership", "tpr_at_1pct_fpr")),
+           _reader("audits.membership.tpr_at_1pct_fpr")),
     Column("mia_attack", "the strongest attack",
-           lambda report: _path(report, "audits", "membership", "best_attack")),
+           lambda report: report_value(report, "audits.membership.best_attack")),
     Column("canary_epsilon_lower_bound", "empirical ε lower bound from canaries",
-           _reader("audits", "canary", "epsilon_lower_bound")),
+           _reader("audits.canary.epsilon_lower_bound")),
     Column("fairness_accuracy_gap", "largest accuracy gap between groups (release's model)",
-           _reader("audits", "fairness", "accuracy_difference")),
+           _reader("audits.fairness.accuracy_difference")),
     Column("fairness_equalized_odds_gap", "equalized-odds difference (release's model)",
-           _reader("audits", "fairness", "equalized_odds_difference")),
+           _reader("audits.fairness.equalized_odds_difference")),
     Column("epsilon_spent", "ε the accountant reports", _epsilon_spent),
-    Column("delta", "δ", lambda report: _number(_path(report, "privacy", "delta"))
+    Column("delta", "δ", lambda report: report_number(report, "privacy.delta")
            if _dp(report) else None),
 )  # fmt: skip
 
@@ -104,13 +89,11 @@ class StudyTable:
 
 def _identity(cell: Cell) -> dict[str, Any]:
     config = cell.config
-    settings = config.to_dict()
     return {
         "method": config.method,
         "epsilon": config.privacy.epsilon if config.privacy.enabled else None,
         "k": config.per_class,
-        # a RunConfig without the setting (or with it unset) reads as empty
-        "fairness": settings.get("fairness"),
+        "fairness": config.fairness,
         "seed": config.seed,
     }
 
@@ -142,7 +125,7 @@ def study_table(cells: Sequence[Cell], outcomes: Mapping[str, CellOutcome]) -> S
         row: dict[str, Any] = {"cell": cell.id, **_identity(cell)}
         row.update({axis_label(s): _setting(cell, s) for s in extra})
         row.update({column.name: column.read(report) if report else None for column in COLUMNS})
-        row["wall_s"] = _number(timing.get("wall_s")) if timing else None
+        row["wall_s"] = report_number(timing, "wall_s") if timing else None
         row["status"] = outcome.status if outcome else ("reused" if report else None)
         rows.append(row)
     return StudyTable(columns, tuple(rows), settings)

@@ -104,3 +104,43 @@ def test_dp_refuses_private_records(
     assert code == 2
     assert "--delta" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_privacy_noise_is_secret_not_derived_from_the_published_seed(
+    tiny_ag_news: Path, tmp_path: Path
+) -> None:
+    """`seed` is published in config.resolved.yaml, so the noise must not follow from it: two
+    runs with the same seed release different noisy sets, unless a noise seed is given, and a
+    given noise seed is never published."""
+    import yaml
+    from safetensors.numpy import load_file
+
+    from tdd_priv import RunConfig, run
+    from tests.helpers import tiny_run_overrides
+
+    base = RunConfig().with_overrides(
+        {
+            **tiny_run_overrides(tiny_ag_news, tmp_path / "unused"),
+            "method": "dm",
+            "method_options": QUICK_DP_OPTIONS["dm"],
+            "realize": "public-match",
+            "privacy.enabled": True,
+            "evaluation.seeds": 1,
+            "evaluation.heads": ["linear"],
+            "evaluation.baselines": [],
+            "evaluation.text_models": [],
+            "audit.level": "none",
+        }
+    )
+
+    def released(name: str, noise_seed: int | None) -> dict[str, object]:
+        out = tmp_path / name
+        run(base.with_overrides({"out": str(out), "privacy.noise_seed": noise_seed}))
+        resolved = yaml.safe_load((out / "config.resolved.yaml").read_text())
+        assert resolved["seed"] == 0 and resolved["privacy"]["noise_seed"] is None
+        return load_file(str(out / "synthetic" / "embeddings.safetensors"))
+
+    fresh = [released(f"fresh{i}", None)["embeddings"] for i in range(2)]
+    assert not (fresh[0] == fresh[1]).all()
+    fixed = [released(f"fixed{i}", 1234)["embeddings"] for i in range(2)]
+    assert (fixed[0] == fixed[1]).all()

@@ -9,7 +9,7 @@ from opacus.accountants import RDPAccountant
 
 from tdd_priv.errors import ConfigError
 from tdd_priv.heads import HeadTraining, predict, train_head
-from tdd_priv.methods import METHODS, DistillInput, distill
+from tdd_priv.methods import METHODS, DistillInput, SyntheticSet, distill
 from tdd_priv.methods.kip import KERNELS
 from tdd_priv.methods.teacher import balanced_classes, greedy_target_selection
 from tdd_priv.privacy import PrivacyLedger, calibrate_noise, compute_epsilon
@@ -162,3 +162,17 @@ def test_realization_returns_the_selected_texts_with_their_soft_labels(strategy:
     np.testing.assert_array_equal(realized.labels, synthetic.labels)
     assert realized.soft_labels is synthetic.soft_labels
     assert realized.source == "public"
+
+
+def test_a_vector_selected_twice_takes_two_pool_rows_or_is_not_an_exact_match() -> None:
+    _, _, pool, _, _ = _data()
+    twice = np.stack([pool[3], pool[3], pool[7]])
+    synthetic = SyntheticSet(twice, np.array([0, 0, 1]), None, method="made-up")
+    texts = [f"public text {i}" for i in range(len(pool) + 1)]
+    # The pool holds the vector twice: the two copies are released as two distinct rows.
+    doubled = RealizationInput(texts, np.concatenate([pool, pool[3:4]]))
+    rows = realize("public-nearest", synthetic, doubled).rows.tolist()
+    assert rows == [3, len(pool), 7]
+    # Once only: not an exact selection, so nearest-unused realization (never one row twice).
+    rows = realize("public-nearest", synthetic, RealizationInput(texts[:-1], pool)).rows.tolist()
+    assert len(set(rows)) == 3 and rows[0] == 3 and 7 in rows
