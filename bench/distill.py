@@ -37,7 +37,14 @@ OUT = REPO / "docs" / "benchmarks"
 
 def run_cell(data: Prepared, method: str, k: int, seeds: int) -> dict[str, Any]:
     members = data.members
-    inputs = DistillInput(members.x, members.labels, data.classes, k, seed=0)
+    inputs = DistillInput(
+        members.x,
+        members.labels,
+        data.classes,
+        k,
+        seed=0,
+        public_embeddings=data.pool_x,  # public: dpsgd-teacher selects from it
+    )
     started = time.perf_counter()
     synthetic = distill(method, inputs)
     seconds = time.perf_counter() - started
@@ -59,7 +66,12 @@ def run_cell(data: Prepared, method: str, k: int, seeds: int) -> dict[str, Any]:
     for strategy in strategies:
         started = time.perf_counter()
         realized = realize(strategy, synthetic, pool, RealizeSettings(seed=0))
-        vectors = LabeledArrays.from_labels(realized.embeddings, realized.labels, data.classes)
+        # Soft labels go with the texts when the method released them (as in the pipeline).
+        vectors = (
+            LabeledArrays(realized.embeddings, realized.soft_labels)
+            if realized.soft_labels is not None
+            else LabeledArrays.from_labels(realized.embeddings, realized.labels, data.classes)
+        )
         cell["realized"][strategy] = {
             "seconds": time.perf_counter() - started,
             **accuracy(data, vectors, heads=("linear", "mlp"), seeds=seeds),
