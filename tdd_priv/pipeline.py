@@ -241,7 +241,7 @@ def _distill_input(
         options=config.method_options,
         progress=config.progress,
         balance=_member_groups(loaded, splits) if config.fairness == "balanced" else None,
-        public_embeddings=_public_pool(loaded, splits, encoded)[1],
+        public_embeddings=_public_embeddings(splits, encoded),
     )
 
 
@@ -353,13 +353,22 @@ def privacy_delta(config: RunConfig, n: int) -> float:
     return delta
 
 
+def _public_embeddings(splits: Splits, encoded: EncodedInputs) -> np.ndarray:
+    """The public pool's embeddings: the external pool's, else the public split's rows."""
+    if encoded.external_pool is not None:
+        return encoded.external_pool
+    return encoded.rows[splits.public]
+
+
 def _public_pool(
     loaded: LoadedInputs, splits: Splits, encoded: EncodedInputs
 ) -> tuple[list[str], np.ndarray]:
-    if loaded.external_pool is not None and encoded.external_pool is not None:
-        return list(loaded.external_pool.texts), encoded.external_pool
-    texts = loaded.texts
-    return [texts[i] for i in splits.public], encoded.rows[splits.public]
+    if loaded.external_pool is not None:
+        texts = list(loaded.external_pool.texts)
+    else:
+        every = loaded.texts  # copies the whole column once
+        texts = [every[i] for i in splits.public]
+    return texts, _public_embeddings(splits, encoded)
 
 
 def realize_step(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -130,13 +130,25 @@ def public_nearest(
     rows = _exact_public_rows(synthetic, pool)
     if rows is None:
         rows = _nearest_unused(synthetic.embeddings, pool.public_embeddings)
+    return _public_rows_set(synthetic, pool, rows, settings, strategy="public-nearest")
+
+
+def _public_rows_set(
+    synthetic: SyntheticSet,
+    pool: RealizationInput,
+    rows: np.ndarray,
+    settings: RealizeSettings,
+    *,
+    strategy: str,
+) -> RealizedSet:
+    """Public texts `rows`, one per synthetic vector, with its label (and soft label)."""
     return RealizedSet(
         texts=tuple(pool.public_texts[i] for i in rows),
         labels=synthetic.labels.copy(),
         embeddings=pool.public_embeddings[rows],
         source="public",
         rows=rows,
-        strategy="public-nearest",
+        strategy=strategy,
         soft_labels=synthetic.soft_labels,
         spares=ranked_spares(
             synthetic.embeddings, pool.public_embeddings, settings.spares_per_text
@@ -194,8 +206,9 @@ def public_match(
     DP, which makes the selection post-processing. A set whose vectors already are public texts
     (dpsgd-teacher selects them itself) is released as it is, soft labels included.
     """
-    if _exact_public_rows(synthetic, pool) is not None:
-        return replace(public_nearest(synthetic, pool, settings), strategy="public-match")
+    exact = _exact_public_rows(synthetic, pool)
+    if exact is not None:
+        return _public_rows_set(synthetic, pool, exact, settings, strategy="public-match")
     candidates = _candidates(synthetic, pool, settings.candidates_per_vector)
     classes = int(synthetic.labels.max()) + 1
     if pool.private_embeddings is not None and pool.private_labels is not None:
