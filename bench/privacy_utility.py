@@ -7,7 +7,8 @@
 against the released set, i.e. post-processing) judged by linear heads on the real test split;
 DP-SGD trains the same head on the real members at the same (ε, δ). ε = inf runs the method
 without noise (σ = 0) but with the same clipping and sampling. Each finished cell is saved to
-docs/benchmarks/privacy_utility.json at once (a rerun skips it); .md and .png are rewritten.
+docs/benchmarks/privacy_utility.json at once (a rerun skips it unless `--redo`); .md and .png
+are rewritten.
 """
 
 from __future__ import annotations
@@ -136,7 +137,15 @@ def _best_table(entry: dict[str, Any]) -> list[str]:
 
 
 def write_outputs(results: dict[str, Any]) -> None:
-    (OUT / "privacy_utility.json").write_text(json.dumps(results, indent=2) + "\n")
+    """Write JSON, md and png. Cells another process saved meanwhile are merged in first (ours
+    win), so several benchmark processes can fill different cells of the same file."""
+    path = OUT / "privacy_utility.json"
+    on_disk = json.loads(path.read_text()) if path.exists() else {"datasets": {}}
+    for dataset, saved in on_disk["datasets"].items():
+        entry = results["datasets"].setdefault(dataset, saved)
+        for part in ("cells", "dp_sgd"):
+            entry[part] = {**saved.get(part, {}), **entry[part]}
+    path.write_text(json.dumps(results, indent=2) + "\n")
     meta = results["meta"]
     lines = [
         "# Privacy–utility benchmark",
@@ -216,6 +225,9 @@ def main() -> None:
     parser.add_argument(
         "--noise-seeds", type=int, default=1, help="DP runs (method and noise seed) per cell"
     )
+    parser.add_argument(
+        "--redo", action="store_true", help="recompute the selected cells even when saved"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     path = OUT / "privacy_utility.json"
@@ -233,7 +245,7 @@ def main() -> None:
             for k in args.k.split(","):
                 for method in args.methods.split(","):
                     key = f"{eps}|{k}|{method}"
-                    if key not in entry["cells"]:
+                    if args.redo or key not in entry["cells"]:
                         entry["cells"][key] = {
                             **dp_cell(data, method, epsilon, int(k), args.seeds, args.noise_seeds),
                             "commit": results["meta"]["commit"],
