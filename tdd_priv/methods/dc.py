@@ -18,6 +18,7 @@ from functools import partial
 
 import torch
 
+from tdd_priv.errors import ConfigError
 from tdd_priv.methods.balance import cell_weights
 from tdd_priv.methods.base import DistillInput, SyntheticSet
 from tdd_priv.methods.learned import InitMode, initial_set, parse_options, training_steps
@@ -40,17 +41,25 @@ class DCConfig:
     soft_labels: bool = False
     clip_norm: float = 1.0  # per-example gradient clip under DP
     init: InitMode = "real"
+    learn_embeddings: bool = True  # False: only the soft labels learn (x stays at its init)
+    per_node: bool = True  # cosine per output node of each layer; False: per whole layer
 
 
 def gradient_distance(
-    real: Mapping[str, torch.Tensor], synthetic: Mapping[str, torch.Tensor]
+    real: Mapping[str, torch.Tensor],
+    synthetic: Mapping[str, torch.Tensor],
+    *,
+    per_node: bool = True,
 ) -> torch.Tensor:
-    """Σ over output nodes of every layer of (1 − cosine) between real and synthetic gradients."""
+    """Σ over output nodes of every layer (or over layers, `per_node=False`) of (1 − cosine)
+    between real and synthetic gradients."""
     total = torch.zeros(())
     for name, g_real in real.items():
         g_syn = synthetic[name]
         rows_real = (
-            g_real.reshape(g_real.shape[0], -1) if g_real.dim() > 1 else g_real.reshape(1, -1)
+            g_real.reshape(g_real.shape[0], -1)
+            if g_real.dim() > 1 and per_node
+            else g_real.reshape(1, -1)
         )
         rows_syn = g_syn.reshape(rows_real.shape)
         total = (
@@ -75,8 +84,14 @@ def gradient_matching(inputs: DistillInput) -> SyntheticSet:
         soft_labels=config.soft_labels,
         generator=generator,
         across_groups=cells is not None,
+        public=inputs.public_embeddings,
     )
-    optimizer = torch.optim.Adam(learned.parameters(), lr=config.learning_rate)
+    if not config.learn_embeddings:
+        if learned.label_logits is None:
+            raise ConfigError("learn_embeddings=false needs soft_labels=true: nothing would learn")
+        learned.x.requires_grad_(False)
+    learnable = [p for p in learned.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(learnable, lr=config.learning_rate)
     history: list[float] = []
     net = build_net(access.dim, classes, hidden=config.hidden, generator=generator)
     loss_of = partial(cross_entropy, net)
@@ -104,7 +119,9 @@ def gradient_matching(inputs: DistillInput) -> SyntheticSet:
             mask = learned.labels == c
             syn_loss = loss_of(leaves, learned.x[mask], targets[mask]).mean()
             syn = torch.autograd.grad(syn_loss, list(leaves.values()), create_graph=True)
-            loss = loss + gradient_distance(real, dict(zip(leaves, syn, strict=True)))
+            loss = loss + gradient_distance(
+                real, dict(zip(leaves, syn, strict=True)), per_node=config.per_node
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -67,9 +67,13 @@ class TeacherConfig:
     clip_norm: float = 1.0
     hidden: int = 0  # 0: a linear teacher, like the default evaluation head
     temperature: float = 2.0
-    kernel: str = "nngp"  # as public-match: measured best for linear and MLP heads
+    # A linear kernel on centred logits: KRR on the chosen texts then projects the (linear)
+    # teacher onto their span, which is what a linear head trained on them can learn. Measured
+    # against NNGP on probabilities (4 DP teachers per dataset): better at k = 10 on AG News and
+    # SST-2 and at k = 50 on SST-2, 0.2 points worse at k = 50 on AG News.
+    kernel: str = "linear"
     regularization: float = 1e-3
-    selection_targets: SelectionTargets = "probabilities"
+    selection_targets: SelectionTargets = "logits"
     reference: int = 2000
 
     def __post_init__(self) -> None:
@@ -98,7 +102,7 @@ def greedy_target_selection(
     candidate_classes: torch.Tensor,
     *,
     per_class: int,
-    kernel: str = "nngp",
+    kernel: str = "linear",
     regularization: float = 1e-3,
     progress: bool = False,
 ) -> TargetSelection:
