@@ -94,19 +94,33 @@ def dp_cell(
     return cell
 
 
-def dpsgd_cell(data: Prepared, epsilon: float, seeds: int) -> dict[str, Any]:
+def dpsgd_cell(data: Prepared, epsilon: float, models: int) -> dict[str, Any]:
+    """`models` linear heads, each its own DP-SGD run (own noise) on the members at (ε, δ)."""
     started = time.perf_counter()
     utility = dpsgd_utility(
         data.members,
         data.test,
         heads=["linear"],
-        seeds=seeds,
+        seeds=models,
         seed=0,
         epsilon=epsilon,
         delta=DELTA,
         progress=False,
-    )
-    return {"seconds": time.perf_counter() - started, "text": utility.to_json()["accuracy_mean"]}
+    ).to_json()
+    return {
+        "seconds": (time.perf_counter() - started) / models,
+        "text": utility["accuracy_mean"],
+        "text_std": utility["accuracy_std"],
+        "models": models,
+    }
+
+
+def _mean_std(cell: dict[str, Any]) -> str:
+    """Text accuracy, with its std over runs when the cell averages several DP runs."""
+    runs = cell.get("noise_seeds", cell.get("models", 1))
+    if runs > 1 and "text_std" in cell:
+        return f"{cell['text']:.3f} ± {cell['text_std']:.3f}"
+    return f"{cell['text']:.3f}"
 
 
 def _best_table(entry: dict[str, Any]) -> list[str]:
@@ -136,16 +150,26 @@ def _best_table(entry: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_outputs(results: dict[str, Any]) -> None:
-    """Write JSON, md and png. Cells another process saved meanwhile are merged in first (ours
-    win), so several benchmark processes can fill different cells of the same file."""
+def save(results: dict[str, Any], fresh: set[tuple[str, str, str]]) -> dict[str, Any]:
+    """Merge the cells this process computed (`fresh`: dataset, "cells" or "dp_sgd", key) into
+    the JSON on disk and write JSON, md and png; return the merged results. Cells that other
+    processes saved meanwhile are kept, so several runs can fill the same file."""
     path = OUT / "privacy_utility.json"
-    on_disk = json.loads(path.read_text()) if path.exists() else {"datasets": {}}
-    for dataset, saved in on_disk["datasets"].items():
-        entry = results["datasets"].setdefault(dataset, saved)
+    merged = json.loads(path.read_text()) if path.exists() else {"datasets": {}}
+    merged["meta"] = results["meta"]
+    for dataset, entry in results["datasets"].items():
+        target = merged["datasets"].setdefault(dataset, {"cells": {}, "dp_sgd": {}})
+        target["full_data"] = entry["full_data"]
         for part in ("cells", "dp_sgd"):
-            entry[part] = {**saved.get(part, {}), **entry[part]}
-    path.write_text(json.dumps(results, indent=2) + "\n")
+            for key, cell in entry[part].items():
+                if (dataset, part, key) in fresh:
+                    target[part][key] = cell
+    path.write_text(json.dumps(merged, indent=2) + "\n")
+    write_outputs(merged)
+    return merged
+
+
+def write_outputs(results: dict[str, Any]) -> None:
     meta = results["meta"]
     lines = [
         "# Privacy–utility benchmark",
@@ -153,8 +177,9 @@ def write_outputs(results: dict[str, Any]) -> None:
         f"Commit `{meta['commit']}`, δ = {DELTA}, settings `{json.dumps(meta['settings'])}`, "
         f"{meta['machine']['cpus']} CPUs. Test accuracy of a linear head (mean over seeds) "
         "trained on the realized DP texts (public-match against the released set) or, for "
-        "DP-SGD, on the real members at the same (ε, δ). Cells with `noise_seeds` in the JSON "
-        "average that many DP runs (method and noise seed 0, 1, …); the others are one run. "
+        "DP-SGD, on the real members at the same (ε, δ). Cells shown as mean ± std average "
+        "that many DP runs (method and noise seed 0, 1, …; `noise_seeds` in the JSON), with the "
+        "std over runs; the others are one run. "
         "Soft labels, when the method releases them (dpsgd-teacher), go with the texts.",
         "",
     ]
@@ -170,12 +195,13 @@ def write_outputs(results: dict[str, Any]) -> None:
             dpsgd = entry["dp_sgd"].get(eps)
             gap = f"{cell['text'] - dpsgd['text']:+.3f}" if dpsgd else "n/a"
             lines.append(
-                f"| {eps} | {k} | {method} | {cell['text']:.3f} | {cell['vectors']:.3f} | "
+                f"| {eps} | {k} | {method} | {_mean_std(cell)} | {cell['vectors']:.3f} | "
                 f"{gap} | {cell['seconds']:.1f} |"
             )
         for eps, cell in sorted(entry["dp_sgd"].items()):
             lines.append(
-                f"| {eps} | – | DP-SGD | {cell['text']:.3f} | – | 0 | {cell['seconds']:.1f} |"
+                f"| {eps} | – | DP-SGD ({cell.get('models', 2)} runs) | {_mean_std(cell)} "
+                f"| – | 0 | {cell['seconds']:.1f} |"
             )
         lines += ["", *_best_table(entry), ""]
     (OUT / "privacy_utility.md").write_text("\n".join(lines))
@@ -226,6 +252,12 @@ def main() -> None:
         "--noise-seeds", type=int, default=1, help="DP runs (method and noise seed) per cell"
     )
     parser.add_argument(
+        "--dpsgd-models",
+        type=int,
+        default=6,
+        help="DP-SGD runs averaged for the baseline (as many heads as 3 DP runs x 2 seeds)",
+    )
+    parser.add_argument(
         "--redo", action="store_true", help="recompute the selected cells even when saved"
     )
     args = parser.parse_args()
@@ -233,15 +265,18 @@ def main() -> None:
     path = OUT / "privacy_utility.json"
     results = json.loads(path.read_text()) if path.exists() else {"datasets": {}}
     results["meta"] = metadata(vars(args))
+    fresh: set[tuple[str, str, str]] = set()
     for dataset in args.datasets.split(","):
         data = prepare(dataset)
         entry = results["datasets"].setdefault(dataset, {"cells": {}, "dp_sgd": {}})
         entry["full_data"] = accuracy(data, data.members, heads=("linear",), seeds=1)["linear"]
         for eps in args.epsilons.split(","):
             epsilon = math.inf if eps == "inf" else float(eps)
-            if eps != "inf" and eps not in entry["dp_sgd"]:
-                entry["dp_sgd"][eps] = dpsgd_cell(data, epsilon, args.seeds)
-                write_outputs(results)
+            # Cells saved before `models` was recorded averaged 2 DP-SGD heads.
+            if eps != "inf" and entry["dp_sgd"].get(eps, {}).get("models", 2) < args.dpsgd_models:
+                entry["dp_sgd"][eps] = dpsgd_cell(data, epsilon, args.dpsgd_models)
+                fresh.add((dataset, "dp_sgd", eps))
+                save(results, fresh)
             for k in args.k.split(","):
                 for method in args.methods.split(","):
                     key = f"{eps}|{k}|{method}"
@@ -250,9 +285,10 @@ def main() -> None:
                             **dp_cell(data, method, epsilon, int(k), args.seeds, args.noise_seeds),
                             "commit": results["meta"]["commit"],
                         }
+                        fresh.add((dataset, "cells", key))
                         print(dataset, key, json.dumps(entry["cells"][key]), flush=True)
-                        write_outputs(results)
-    write_outputs(results)
+                        save(results, fresh)
+    save(results, fresh)
 
 
 if __name__ == "__main__":

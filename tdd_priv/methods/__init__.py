@@ -11,7 +11,7 @@ from tdd_priv.errors import ConfigError
 from tdd_priv.methods.balance import GroupBalance
 from tdd_priv.methods.base import DistillInput, SyntheticSet
 from tdd_priv.methods.coreset import herding, kcenter, random_subset
-from tdd_priv.methods.dc import DCConfig, dc_privacy_plan, gradient_matching
+from tdd_priv.methods.dc import DC_PRIVATE_DEFAULTS, DCConfig, dc_privacy_plan, gradient_matching
 from tdd_priv.methods.dm import DMConfig, distribution_matching, dm_privacy_plan
 from tdd_priv.methods.experts import ExpertTrajectories
 from tdd_priv.methods.kip import KIPConfig, kernel_inducing_points, kip_privacy_plan
@@ -110,7 +110,7 @@ METHODS: dict[str, MethodInfo] = {
             PrivateVariant(
                 DCConfig,
                 dc_privacy_plan,
-                _NOISE_INIT,
+                DC_PRIVATE_DEFAULTS,
                 balanced_plan=partial(dc_privacy_plan, balanced=True),
             ),
             group_balanced=True,

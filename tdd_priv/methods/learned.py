@@ -7,7 +7,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -17,7 +16,7 @@ from tdd_priv.methods.base import SyntheticSet
 
 __all__ = ["InitMode", "LearnedSet", "initial_set", "parse_options", "training_steps"]
 
-InitMode = Literal["real", "noise", "public"]
+InitMode = Literal["real", "noise"]
 C = TypeVar("C")
 
 
@@ -76,10 +75,8 @@ def initial_set(
     label_scale: float = 3.0,
     generator: torch.Generator,
     across_groups: bool = False,
-    public: np.ndarray | None = None,
 ) -> LearnedSet:
-    """k examples per class, from random real examples, unit-norm Gaussian noise, or distinct
-    random rows of the public pool `public` ((N, d); reading it costs no privacy).
+    """k examples per class, from random real examples or from unit-norm Gaussian noise.
 
     Learned soft labels start as scaled one-hot logits (softmax ≈ the class). `across_groups`
     (group-balanced matching): real examples are spread evenly over each class's groups.
@@ -97,15 +94,8 @@ def initial_set(
     elif init == "noise":
         x = torch.randn(classes * per_class, access.dim, generator=generator)
         x = x / x.norm(dim=1, keepdim=True)
-    elif init == "public":
-        if public is None or len(public) < classes * per_class:
-            raise ConfigError(
-                f"init=public needs a public pool of at least {classes * per_class} texts"
-            )
-        rows = torch.randperm(len(public), generator=generator)[: classes * per_class]
-        x = torch.from_numpy(np.ascontiguousarray(public, dtype=np.float32))[rows]
     else:
-        raise ConfigError(f"unknown init {init!r}; valid: real, noise, public")
+        raise ConfigError(f"unknown init {init!r}; valid: real, noise")
     labels = torch.arange(classes).repeat_interleave(per_class)
     logits = None
     if soft_labels:
