@@ -25,7 +25,7 @@ def tiny_run_overrides(data: Path, out: Path) -> dict[str, object]:
 # Small budgets for the DP methods: end-to-end tests check plumbing and accounting, not quality.
 QUICK_DP_OPTIONS: dict[str, dict[str, object]] = {
     "dm": {"iterations": 30, "feature_maps": 4},
-    "dc": {"iterations": 10, "hidden": 32},
+    "dc": {"iterations": 10},
     "dpsgd-teacher": {"epochs": 5},
     "kip": {"iterations": 20, "batch_size": 128},
     "mtt": {

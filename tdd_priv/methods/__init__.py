@@ -97,7 +97,7 @@ METHODS: dict[str, MethodInfo] = {
             PrivateVariant(
                 DMConfig,
                 dm_privacy_plan,
-                {**_NOISE_INIT, "release": "one-shot"},
+                {**_NOISE_INIT, "release": "one-shot", "unit_features": True},
                 balanced_plan=partial(dm_privacy_plan, balanced=True),
             ),
             group_balanced=True,

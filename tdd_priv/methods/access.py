@@ -65,15 +65,11 @@ class PrivateAccess(Protocol):
     @property
     def dim(self) -> int: ...
 
-    def class_mean(
-        self,
-        statistic: Statistic,
-        *,
-        label: int,
-        batch_size: int | None,
-        generator: torch.Generator,
+    def class_batch_means(
+        self, statistic: Statistic, *, batch_size: int | None, generator: torch.Generator
     ) -> torch.Tensor:
-        """(p,) mean of `statistic` over (a batch of) the real examples of one class."""
+        """(C, p) per class, the mean of `statistic` over a batch of about `batch_size` of its
+        real examples (all of them when None): one release per call."""
         ...
 
     def class_means(self, statistic: Statistic) -> torch.Tensor:
@@ -221,17 +217,16 @@ class ExactAccess:
         rows = self._rows[label] if label is not None else torch.arange(len(self._y))
         return _subset(rows, batch_size, generator)
 
-    def class_mean(
-        self,
-        statistic: Statistic,
-        *,
-        label: int,
-        batch_size: int | None,
-        generator: torch.Generator,
+    def class_batch_means(
+        self, statistic: Statistic, *, batch_size: int | None, generator: torch.Generator
     ) -> torch.Tensor:
-        rows = self._batch(label, batch_size, generator)
         with torch.no_grad():
-            return statistic(self._x[rows]).mean(dim=0)
+            return torch.stack(
+                [
+                    statistic(self._x[self._batch(c, batch_size, generator)]).mean(dim=0)
+                    for c in range(self.num_classes)
+                ]
+            )
 
     def class_means(self, statistic: Statistic) -> torch.Tensor:
         with torch.no_grad():

@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from tdd_priv.errors import ConfigError
 from tdd_priv.methods.access import Statistic
 from tdd_priv.methods.balance import cell_weights
 from tdd_priv.methods.base import DistillInput, SyntheticSet
@@ -29,9 +30,12 @@ __all__ = ["DMConfig", "distribution_matching", "dm_privacy_plan", "random_embed
 
 @dataclass(frozen=True)
 class DMConfig:
-    """`release`: "per-step" draws a fresh embedder and real batches every step (non-private
-    only); "one-shot" releases, once, the class means of a fixed bank of `feature_maps`
-    embedders plus the embedding itself (DP-MERF / NDPDC style: the DP variant)."""
+    """`release`: "per-step" draws a fresh embedder and real batches every step (under DP each
+    step is a noisy release of Poisson-batch class means, composed over `iterations`);
+    "one-shot" releases, once, the class means of a fixed bank of `feature_maps` embedders plus
+    the embedding itself (DP-MERF / NDPDC style: the DP default, one release whatever the
+    number of steps). `unit_features` scales each per-step embedder's rows to unit norm, so
+    that clipping them to C = 1 under DP changes nothing (the DP default)."""
 
     iterations: int = 300
     learning_rate: float = 0.003  # Adam; embedding coordinates are ~1/sqrt(d) ≈ 0.05
@@ -42,6 +46,7 @@ class DMConfig:
     feature_maps: int = 32  # embedders in the one-shot bank
     clip_norm: float = 1.0  # released rows are unit-norm already
     init: InitMode = "real"
+    unit_features: bool = False
 
 
 def random_embedder(
@@ -74,15 +79,31 @@ def _feature_bank(dim: int, config: DMConfig, generator: torch.Generator) -> Sta
     return features
 
 
+def _unit_rows(statistic: Statistic) -> Statistic:
+    return lambda x: torch.nn.functional.normalize(statistic(x), dim=1)
+
+
 def dm_privacy_plan(
     config: DMConfig, n: int, classes: int, *, balanced: bool = False
 ) -> list[PlannedMechanism]:
-    """One release of the class sums of the feature bank, one of the class counts; balanced:
-    the same per (class, group) cell (a record lies in one cell: the same sensitivity)."""
+    """One-shot: one release of the class sums of the feature bank, one of the class counts;
+    balanced: the same per (class, group) cell (a record lies in one cell: the same
+    sensitivity). Per-step: the class counts and, every step, class sums over a Poisson batch
+    at q = batch_size·C / n."""
     unit = "cell" if balanced else "class"
+    if config.release == "one-shot":
+        return [
+            PlannedMechanism(f"{unit}_statistic_sums", 1.0, 1),
+            PlannedMechanism(f"{unit}_counts", 1.0, 1),
+        ]
+    if balanced:
+        raise ConfigError(
+            "--fairness balanced with DP needs dm's one-shot release (release=one-shot)"
+        )
+    rate = min(1.0, config.batch_size * classes / n)
     return [
-        PlannedMechanism(f"{unit}_statistic_sums", 1.0, 1),
-        PlannedMechanism(f"{unit}_counts", 1.0, 1),
+        PlannedMechanism("class_counts", 1.0, 1),
+        PlannedMechanism("class_statistic_sums", rate, config.iterations),
     ]
 
 
@@ -108,19 +129,19 @@ def distribution_matching(inputs: DistillInput) -> SyntheticSet:
     else:
 
         def step_targets() -> tuple[Statistic, torch.Tensor]:
-            embed = random_embedder(
+            embed: Statistic = random_embedder(
                 access.dim, hidden=config.hidden, features=config.features, generator=generator
             )
+            if config.unit_features:
+                embed = _unit_rows(embed)
             if cells is not None:
                 means = access.cell_batch_means(
                     embed, batch_size=config.batch_size, generator=generator
                 )
                 return embed, cells.combine(means)
-            real = [
-                access.class_mean(embed, label=c, batch_size=config.batch_size, generator=generator)
-                for c in range(classes)
-            ]
-            return embed, torch.stack(real)
+            return embed, access.class_batch_means(
+                embed, batch_size=config.batch_size, generator=generator
+            )
 
     learned = initial_set(
         access,

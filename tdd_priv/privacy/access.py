@@ -118,18 +118,31 @@ class NoisyAccess:
         )
         return sums / self.noisy_class_counts()[:, None]
 
-    def class_mean(
-        self,
-        statistic: Statistic,
-        *,
-        label: int,
-        batch_size: int | None,
-        generator: torch.Generator,
+    def class_batch_means(
+        self, statistic: Statistic, *, batch_size: int | None, generator: torch.Generator
     ) -> torch.Tensor:
-        raise ConfigError(
-            "per-step class means are not released under DP; use the one-shot release "
-            "(method option release=one-shot)"
+        """(C, p) per-step class means (DP-DM with a fresh statistic each step): a Poisson
+        batch at q = batch_size·C / n (an expected `batch_size` per class; all rows when None),
+        noisy class sums of the clipped statistic, divided by the expected batch per class
+        q · (noisy class count). The classes partition the data: one mechanism per call."""
+        sample_rate = poisson_rate(
+            None if batch_size is None else batch_size * self._num_classes, len(self._y)
         )
+        expected = sample_rate * self.noisy_class_counts()
+        rows = poisson_sample(len(self._y), sample_rate=sample_rate, generator=self._generator)
+        with torch.no_grad():
+            sums = gaussian_class_sums(
+                statistic(self._x[rows]),
+                self._y[rows],
+                self._num_classes,
+                noise_multiplier=self._sigma,
+                max_norm=self._max_norm,
+                generator=self._generator,
+            )
+        self.ledger.spend(
+            "class_statistic_sums", noise_multiplier=self._sigma, sample_rate=sample_rate, steps=1
+        )
+        return sums / expected[:, None]
 
     def _noisy_gradient_sum(
         self, loss: PerExampleLoss, params: Mapping[str, torch.Tensor], rows: torch.Tensor

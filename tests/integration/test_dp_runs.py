@@ -11,10 +11,16 @@ from tdd_priv.cli import main
 from tdd_priv.privacy import compute_epsilon
 from tests.helpers import QUICK_DP_OPTIONS
 
+DP_CASES = {
+    **{method: (method, options) for method, options in QUICK_DP_OPTIONS.items()},
+    "dm-per-step": ("dm", {**QUICK_DP_OPTIONS["dm"], "release": "per-step"}),
+}
 
-@pytest.mark.parametrize("method", sorted(QUICK_DP_OPTIONS))
-def test_dp_run_end_to_end(method: str, tiny_ag_news: Path, tmp_path: Path) -> None:
-    out = tmp_path / method
+
+@pytest.mark.parametrize("case", sorted(DP_CASES))
+def test_dp_run_end_to_end(case: str, tiny_ag_news: Path, tmp_path: Path) -> None:
+    method, options = DP_CASES[case]
+    out = tmp_path / case
     args = [
         "run",
         "--data",
@@ -39,7 +45,7 @@ def test_dp_run_end_to_end(method: str, tiny_ag_news: Path, tmp_path: Path) -> N
         "--out",
         str(out),
     ]
-    for key, value in QUICK_DP_OPTIONS[method].items():
+    for key, value in options.items():
         args += ["--method-option", f"{key}={value}"]
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
