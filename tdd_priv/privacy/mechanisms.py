@@ -59,9 +59,9 @@ def _rows(per_example: Tensor) -> Tensor:
 def per_example_norms(*per_example: Tensor) -> Tensor:
     """(n,) float64 L2 norm of each example over all given tensors (each (n, ...)) together.
 
-    Each row is first divided by its largest entry (across all tensors), then reduced in
-    float64, so rows with huge or tiny entries neither overflow nor underflow. Non-finite entries
-    raise `ValueError`.
+    Squares are summed in float64: for float32 and narrower inputs no square can overflow or
+    underflow there; float64 rows are first divided by their largest entry (across all
+    tensors). Non-finite entries raise `ValueError`.
     """
     if not per_example:
         raise ValueError("per_example_norms needs at least one tensor")
@@ -69,12 +69,18 @@ def per_example_norms(*per_example: Tensor) -> Tensor:
     n = rows[0].shape[0]
     if any(r.shape[0] != n for r in rows):
         raise ValueError(f"tensors disagree on the number of examples: {[len(r) for r in rows]}")
-    if not all(bool(torch.isfinite(r).all()) for r in rows):
-        raise ValueError("per-example values contain NaN or infinity; clipping needs finite rows")
-    rows = [r for r in rows if r.shape[1] > 0]
+    rows = [r.detach() for r in rows if r.shape[1] > 0]
     if not rows:
         return torch.zeros(n, dtype=torch.float64)
-    scale = torch.stack([r.detach().abs().amax(dim=1).to(torch.float64) for r in rows]).amax(0)
+    # The largest |entry| per row is NaN or inf exactly when the row holds a NaN or an inf.
+    scale = torch.stack(
+        [torch.linalg.vector_norm(r, ord=math.inf, dim=1).to(torch.float64) for r in rows]
+    ).amax(0)
+    if not bool(torch.isfinite(scale).all()):
+        raise ValueError("per-example values contain NaN or infinity; clipping needs finite rows")
+    if all(torch.finfo(r.dtype).bits <= 32 for r in rows):
+        squares = sum(torch.linalg.vector_norm(r, dim=1, dtype=torch.float64) ** 2 for r in rows)
+        return torch.as_tensor(squares).sqrt()
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     squares = sum(
         torch.linalg.vector_norm(r / safe.to(r.dtype)[:, None], dim=1, dtype=torch.float64) ** 2
