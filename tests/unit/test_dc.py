@@ -9,29 +9,14 @@ import torch
 from tdd_priv.methods import METHODS, DistillInput, distill
 from tdd_priv.methods.dc import DC_PRIVATE_DEFAULTS, gradient_distance
 from tdd_priv.privacy import PrivacyLedger, calibrate_noise
-from tdd_priv.privacy.access import NoisyAccess
 from tdd_priv.privacy.release import distill_privately
+from tests.unit.test_dp_methods import N, _gateway
 from tests.unit.test_learned_methods import _blobs
-
-N = 120  # rows in _blobs' training half
 
 
 def _inputs(**options: object) -> DistillInput:
     x, y, _, _ = _blobs()
     return DistillInput(x, y, num_classes=3, per_class=4, seed=3, options=options)
-
-
-def _noisy(sigma: float, clip: float, ledger: PrivacyLedger) -> NoisyAccess:
-    x, y, _, _ = _blobs()
-    return NoisyAccess(
-        x,
-        y,
-        3,
-        noise_multiplier=sigma,
-        max_norm=clip,
-        generator=torch.Generator().manual_seed(5),
-        ledger=ledger,
-    )
 
 
 def test_dp_defaults_are_registered_and_plan_full_batch_releases() -> None:
@@ -76,7 +61,7 @@ def test_zero_noise_and_no_clipping_reproduce_non_private_dc_with_the_dp_default
     private = distill(
         "dc",
         DistillInput(
-            **{**_inputs(**options).__dict__, "gateway": _noisy(0.0, math.inf, PrivacyLedger())}
+            **{**_inputs(**options).__dict__, "gateway": _gateway(0.0, math.inf, PrivacyLedger())}
         ),
     )
     np.testing.assert_allclose(private.embeddings, exact.embeddings, rtol=1e-4, atol=1e-5)
@@ -91,7 +76,7 @@ def test_noise_moves_the_dp_default_set() -> None:
         distill(
             "dc",
             DistillInput(
-                **{**_inputs(**options).__dict__, "gateway": _noisy(s, 1.0, PrivacyLedger())}
+                **{**_inputs(**options).__dict__, "gateway": _gateway(s, 1.0, PrivacyLedger())}
             ),
         )
         for s in (0.0, 5.0)
