@@ -212,33 +212,50 @@ def write_outputs(results: dict[str, Any]) -> None:
             )
         lines += ["", *_best_table(entry), ""]
     (OUT / "privacy_utility.md").write_text("\n".join(lines))
+    _plot(results)
+
+
+def _plot(results: dict[str, Any]) -> None:
+    """One panel per (k, dataset): realized-text accuracy against ε, one colour per method."""
     datasets = list(results["datasets"])
-    figure, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 3.8), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets, strict=True):
-        entry = results["datasets"][dataset]
+    keys = [key.split("|") for entry in results["datasets"].values() for key in entry["cells"]]
+    ks = sorted({k for _, k, _ in keys}, key=int)
+    colours = {m: f"C{i}" for i, m in enumerate(sorted({m for _, _, m in keys}))}
 
-        def x_of(eps: str) -> float:
-            return 32.0 if eps == "inf" else float(eps)
+    def x_of(eps: str) -> float:
+        return 32.0 if eps == "inf" else float(eps)
 
-        series: dict[str, list[tuple[float, float]]] = {}
-        for key, cell in entry["cells"].items():
-            eps, k, method = key.split("|")
-            series.setdefault(f"{method} k={k}", []).append((x_of(eps), cell["text"]))
-        for i, (name, points) in enumerate(sorted(series.items())):
-            xs, ys = zip(*sorted(points), strict=True)
-            ax.plot(xs, ys, "o-", color=f"C{i}", label=name)
-        if entry["dp_sgd"]:
-            xs, ys = zip(
-                *sorted((x_of(e), c["text"]) for e, c in entry["dp_sgd"].items()), strict=True
-            )
-            ax.plot(xs, ys, "ks--", label="DP-SGD")
-        ax.axhline(entry["full_data"], color="gray", lw=1, label="full data, no DP")
-        ax.set_xscale("log")
-        ax.set_xlabel("ε (32 = no noise)")
-        ax.set_ylabel("test accuracy (linear head)")
-        ax.set_title(dataset)
-        ax.legend(fontsize=7, loc="lower right")
-    figure.tight_layout()
+    figure, axes = plt.subplots(
+        len(ks), len(datasets), figsize=(5.2 * len(datasets), 3.4 * len(ks)), squeeze=False
+    )
+    for row, k in enumerate(ks):
+        for ax, dataset in zip(axes[row], datasets, strict=True):
+            entry = results["datasets"][dataset]
+            series: dict[str, list[tuple[float, float]]] = {}
+            for key, cell in entry["cells"].items():
+                eps, cell_k, method = key.split("|")
+                if cell_k == k:
+                    series.setdefault(method, []).append((x_of(eps), cell["text"]))
+            for method, points in sorted(series.items()):
+                xs, ys = zip(*sorted(points), strict=True)
+                ax.plot(xs, ys, "o-", color=colours[method], label=method)
+            if entry["dp_sgd"]:
+                xs, ys = zip(
+                    *sorted((x_of(e), c["text"]) for e, c in entry["dp_sgd"].items()), strict=True
+                )
+                ax.plot(xs, ys, "ks--", label="DP-SGD (real data)")
+            ax.axhline(entry["full_data"], color="gray", lw=1, label="full data, no DP")
+            ax.set_xscale("log")
+            ax.set_xlabel("ε (32 = no noise)")
+            ax.set_ylabel("test accuracy (linear head)")
+            ax.set_title(f"{dataset}, k = {k} per class (realized texts)")
+    handles = {
+        label: handle
+        for ax in axes.flat
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True)
+    }
+    figure.legend(handles.values(), handles.keys(), loc="center right", fontsize=8)
+    figure.tight_layout(rect=(0, 0, 0.84, 1))
     figure.savefig(OUT / "privacy_utility.png", dpi=110)
 
 
