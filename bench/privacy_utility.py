@@ -20,6 +20,7 @@ import math
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,33 +40,45 @@ from tdd_priv.privacy.release import distill_privately
 from tdd_priv.realize import RealizationInput, RealizeSettings, realize
 
 OUT = REPO / "docs" / "benchmarks"
+LEARNED = ("dm", "dc", "kip", "mtt")
 DELTA = 1e-5
 
 
-# Benchmark names for a method run with non-default options: name -> (method, options).
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"dm-per-step": ("dm", {"release": "per-step"})}
+@dataclass(frozen=True)
+class Variant:
+    """A method run with non-default options or realized another way than public-match."""
+
+    method: str
+    options: dict[str, Any] = field(default_factory=dict)
+    realization: str = "public-match"
+
+
+VARIANTS: dict[str, Variant] = {
+    "dm-per-step": Variant("dm", {"release": "per-step"}),
+    **{f"{m}/public-teacher": Variant(m, realization="public-teacher") for m in LEARNED},
+}
 
 
 def _run_once(
     data: Prepared, name: str, epsilon: float, k: int, seeds: int, noise_seed: int
 ) -> dict[str, Any]:
-    method, options = VARIANTS.get(name, (name, {}))
+    variant = VARIANTS.get(name, Variant(name))
     members = DistillInput(
         data.members.x,
         data.members.labels,
         data.classes,
         k,
         seed=noise_seed,
-        options=options,
+        options=variant.options,
         public_embeddings=data.pool_x,  # public: dpsgd-teacher selects from it
     )
     started = time.perf_counter()
     synthetic = distill_privately(
-        method, members, epsilon=epsilon, delta=DELTA, noise_seed=noise_seed
+        variant.method, members, epsilon=epsilon, delta=DELTA, noise_seed=noise_seed
     )
     seconds = time.perf_counter() - started
     pool = RealizationInput(data.pool_texts, data.pool_x)  # no private data: post-processing
-    realized = realize("public-match", synthetic, pool, RealizeSettings(seed=noise_seed))
+    realized = realize(variant.realization, synthetic, pool, RealizeSettings(seed=noise_seed))
     # The realized texts carry soft labels when the method released them (as in the pipeline).
     texts = (
         LabeledArrays(realized.embeddings, realized.soft_labels)
@@ -183,11 +196,13 @@ def write_outputs(results: dict[str, Any]) -> None:
         "",
         f"Commit `{meta['commit']}`, δ = {DELTA}, settings `{json.dumps(meta['settings'])}`, "
         f"{meta['machine']['cpus']} CPUs. Test accuracy of a linear head (mean over seeds) "
-        "trained on the realized DP texts (public-match against the released set) or, for "
+        "trained on the realized DP texts (public-match against the released set; "
+        "`METHOD/public-teacher`: realized by `--realize public-teacher`) or, for "
         "DP-SGD, on the real members at the same (ε, δ). Cells shown as mean ± std average "
         "that many DP runs (method and noise seed 0, 1, …; `noise_seeds` in the JSON), with the "
         "std over runs; the others are one run. "
-        "Soft labels, when the method releases them (dpsgd-teacher), go with the texts.",
+        "Soft labels, when the realized set has them (dpsgd-teacher, public-teacher), go with "
+        "the texts.",
         "",
     ]
     for dataset, entry in results["datasets"].items():

@@ -9,8 +9,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from tdd_priv.heads import train_head
 from tdd_priv.methods import SyntheticSet
-from tdd_priv.seeding import numpy_rng
+from tdd_priv.methods.teacher import TeacherConfig, select_for_teacher
+from tdd_priv.seeding import derive_seed, numpy_rng
 from tdd_priv.selection import greedy_kernel_selection
 
 __all__ = [
@@ -244,11 +246,53 @@ def public_match(
     )
 
 
+def public_teacher(
+    synthetic: SyntheticSet, pool: RealizationInput, settings: RealizeSettings
+) -> RealizedSet:
+    """Public texts chosen for a teacher trained on the synthetic set: a linear head (the
+    default evaluation head) is trained on the released set, scores the public pool, and its
+    outputs are carried by k public texts per class chosen as `dpsgd-teacher` chooses them,
+    released with the head's tempered probabilities as soft labels. It reads only the released
+    set and the public pool: post-processing, with or without DP. A set whose vectors already
+    are public texts is released as it is."""
+    exact = _exact_public_rows(synthetic, pool)
+    if exact is not None:
+        return _public_rows_set(synthetic, pool, exact, settings, strategy="public-teacher")
+    classes = int(synthetic.labels.max()) + 1
+    head = train_head(
+        "linear", synthetic.training_arrays(classes), seed=derive_seed(settings.seed, "realize")
+    )
+    pool_x = torch.from_numpy(np.ascontiguousarray(pool.public_embeddings, dtype=np.float32))
+    with torch.no_grad():
+        logits = torch.cat([head(part) for part in pool_x.split(8192)])
+    chosen = select_for_teacher(
+        pool_x,
+        logits,
+        per_class=int(np.bincount(synthetic.labels, minlength=classes).max()),
+        config=TeacherConfig(),
+        seed=settings.seed,
+        progress=settings.progress,
+    )
+    return RealizedSet(
+        texts=tuple(pool.public_texts[i] for i in chosen.rows),
+        labels=chosen.labels,
+        embeddings=pool.public_embeddings[chosen.rows],
+        source="public",
+        rows=chosen.rows,
+        strategy="public-teacher",
+        soft_labels=chosen.soft_labels,
+        spares=ranked_spares(  # the public texts nearest to each chosen one
+            pool.public_embeddings[chosen.rows], pool.public_embeddings, settings.spares_per_text
+        ),
+    )
+
+
 Realizer = Callable[[SyntheticSet, RealizationInput, RealizeSettings], RealizedSet]
 
 REALIZERS: dict[str, Realizer] = {
     "public-nearest": public_nearest,
     "public-match": public_match,
+    "public-teacher": public_teacher,
     "private-coreset": private_coreset,
 }
 

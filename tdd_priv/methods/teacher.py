@@ -39,8 +39,10 @@ from tdd_priv.seeding import numpy_rng, torch_generator
 __all__ = [
     "TargetSelection",
     "TeacherConfig",
+    "TeacherTexts",
     "balanced_classes",
     "greedy_target_selection",
+    "select_for_teacher",
     "teacher_privacy_plan",
     "teacher_selection",
 ]
@@ -199,6 +201,62 @@ def teacher_privacy_plan(config: TeacherConfig, n: int, classes: int) -> list[Pl
     return [dpsgd_plan(n, batch_size=config.batch_size, epochs=config.epochs)]
 
 
+@dataclass(frozen=True)
+class TeacherTexts:
+    """Public texts chosen for a teacher, with its soft labels; rows index the pool."""
+
+    rows: np.ndarray  # (m,) int64, grouped by label
+    labels: np.ndarray  # (m,) int64
+    soft_labels: np.ndarray  # (m, C) float32
+    losses: tuple[float, ...]
+
+
+def select_for_teacher(
+    pool: torch.Tensor,
+    logits: torch.Tensor,
+    *,
+    per_class: int,
+    config: TeacherConfig,
+    seed: int,
+    progress: bool = False,
+) -> TeacherTexts:
+    """`per_class` public texts per class that carry a teacher's outputs (`logits` (N, C) on
+    `pool` (N, d)), released with its tempered probabilities. Reads only the pool and the
+    teacher's outputs, so it is post-processing of whatever produced the teacher."""
+    probabilities = torch.softmax(logits / config.temperature, dim=1)
+    targets = (
+        probabilities
+        if config.selection_targets == "probabilities"
+        else logits - logits.mean(dim=1, keepdim=True)
+    )
+    rng = numpy_rng(seed, "dpsgd-teacher", "reference")
+    reference = torch.from_numpy(
+        np.sort(rng.choice(len(pool), size=min(config.reference, len(pool)), replace=False))
+    )
+    classes_of = balanced_classes(probabilities, per_class)
+    selection = greedy_target_selection(
+        pool[reference],
+        targets[reference],
+        pool,
+        targets,
+        classes_of,
+        per_class=per_class,
+        kernel=config.kernel,
+        regularization=config.regularization,
+        progress=progress,
+    )
+    rows = selection.rows.numpy()
+    labels = classes_of.numpy()[rows]
+    order = np.argsort(labels, kind="stable")
+    rows, labels = rows[order], labels[order]
+    return TeacherTexts(
+        rows=rows,
+        labels=labels.astype(np.int64),
+        soft_labels=probabilities.numpy()[rows].astype(np.float32),
+        losses=selection.losses,
+    )
+
+
 def teacher_selection(inputs: DistillInput) -> SyntheticSet:
     config = parse_options(TeacherConfig, inputs.options, method="dpsgd-teacher")
     public = inputs.public_embeddings
@@ -218,37 +276,19 @@ def teacher_selection(inputs: DistillInput) -> SyntheticSet:
     pool = torch.from_numpy(np.ascontiguousarray(public, dtype=np.float32))
     with torch.no_grad():
         logits = torch.cat([teacher(part) for part in pool.split(8192)])
-    probabilities = torch.softmax(logits / config.temperature, dim=1)
-    targets = (
-        probabilities
-        if config.selection_targets == "probabilities"
-        else logits - logits.mean(dim=1, keepdim=True)
-    )
-    rng = numpy_rng(inputs.seed, "dpsgd-teacher", "reference")
-    reference = torch.from_numpy(
-        np.sort(rng.choice(len(pool), size=min(config.reference, len(pool)), replace=False))
-    )
-    classes_of = balanced_classes(probabilities, inputs.per_class)
-    selection = greedy_target_selection(
-        pool[reference],
-        targets[reference],
+    chosen = select_for_teacher(
         pool,
-        targets,
-        classes_of,
+        logits,
         per_class=inputs.per_class,
-        kernel=config.kernel,
-        regularization=config.regularization,
+        config=config,
+        seed=inputs.seed,
         progress=inputs.progress,
     )
-    rows = selection.rows.numpy()
-    labels = classes_of.numpy()[rows]
-    order = np.argsort(labels, kind="stable")
-    rows, labels = rows[order], labels[order]
     return SyntheticSet(
-        embeddings=np.asarray(public, dtype=np.float32)[rows].copy(),
-        labels=labels.astype(np.int64),
-        soft_labels=probabilities.numpy()[rows].astype(np.float32),
+        embeddings=np.asarray(public, dtype=np.float32)[chosen.rows].copy(),
+        labels=chosen.labels,
+        soft_labels=chosen.soft_labels,
         method="dpsgd-teacher",
         config=dataclasses.asdict(config),
-        loss_history=selection.losses,
+        loss_history=chosen.losses,
     )

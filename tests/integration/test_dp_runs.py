@@ -11,15 +11,17 @@ from tdd_priv.cli import main
 from tdd_priv.privacy import compute_epsilon
 from tests.helpers import QUICK_DP_OPTIONS
 
+# case -> (method, method options, realization)
 DP_CASES = {
-    **{method: (method, options) for method, options in QUICK_DP_OPTIONS.items()},
-    "dm-per-step": ("dm", {**QUICK_DP_OPTIONS["dm"], "release": "per-step"}),
+    **{m: (m, options, "public-match") for m, options in QUICK_DP_OPTIONS.items()},
+    "dm-per-step": ("dm", {**QUICK_DP_OPTIONS["dm"], "release": "per-step"}, "public-match"),
+    "mtt-public-teacher": ("mtt", QUICK_DP_OPTIONS["mtt"], "public-teacher"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(DP_CASES))
 def test_dp_run_end_to_end(case: str, tiny_ag_news: Path, tmp_path: Path) -> None:
-    method, options = DP_CASES[case]
+    method, options, realization = DP_CASES[case]
     out = tmp_path / case
     args = [
         "run",
@@ -34,7 +36,7 @@ def test_dp_run_end_to_end(case: str, tiny_ag_news: Path, tmp_path: Path) -> Non
         "--epsilon",
         "2",
         "--realize",
-        "public-match",
+        realization,
         "--eval-seeds",
         "1",
         "--heads",
