@@ -713,8 +713,8 @@ def check_config(config: RunConfig) -> None:
         raise ConfigError(f"method '{info.name}' {reason}; pass --no-dp to run it without privacy.")
     if config.privacy.enabled and strategy == "private-coreset":
         raise ConfigError(
-            "--realize private-coreset releases private records; under DP use public-nearest or "
-            "public-match, or pass --no-dp."
+            "--realize private-coreset releases private records; under DP use public-match, "
+            "public-teacher or public-nearest, or pass --no-dp."
         )
     if config.fairness == "balanced":  # issue 5: group-balanced matching
         check_group_balance(config.method)
