@@ -194,8 +194,9 @@ def write_outputs(results: dict[str, Any]) -> None:
     lines = [
         "# Privacy–utility benchmark",
         "",
-        f"Commit `{meta['commit']}`, δ = {DELTA}, settings `{json.dumps(meta['settings'])}`, "
-        f"{meta['machine']['cpus']} CPUs. Test accuracy of a linear head (mean over seeds) "
+        f"Last run: commit `{meta['commit']}`, settings `{json.dumps(meta['settings'])}`, "
+        f"{meta['machine']['cpus']} CPUs; cells kept from earlier runs record their own commit "
+        f"in the JSON. δ = {DELTA}. Test accuracy of a linear head (mean over seeds) "
         "trained on the realized DP texts (public-match against the released set; "
         "`METHOD/public-teacher`: realized by `--realize public-teacher`) or, for "
         "DP-SGD, on the real members at the same (ε, δ). Cells shown as mean ± std average "
