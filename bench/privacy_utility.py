@@ -170,10 +170,10 @@ def _best_table(entry: dict[str, Any]) -> list[str]:
     return lines
 
 
-def save(results: dict[str, Any], fresh: set[tuple[str, str, str]]) -> dict[str, Any]:
+def save(results: dict[str, Any], fresh: set[tuple[str, str, str]]) -> None:
     """Merge the cells this process computed (`fresh`: dataset, "cells" or "dp_sgd", key) into
-    the JSON on disk and write JSON, md and png; return the merged results. Cells that other
-    processes saved meanwhile are kept, so several runs can fill the same file."""
+    the JSON on disk and write JSON, md and png. Cells that other processes saved meanwhile are
+    kept, so several runs can fill the same file."""
     path = OUT / "privacy_utility.json"
     merged = json.loads(path.read_text()) if path.exists() else {"datasets": {}}
     merged["meta"] = results["meta"]
@@ -186,7 +186,6 @@ def save(results: dict[str, Any], fresh: set[tuple[str, str, str]]) -> dict[str,
                     target[part][key] = cell
     path.write_text(json.dumps(merged, indent=2) + "\n")
     write_outputs(merged)
-    return merged
 
 
 def write_outputs(results: dict[str, Any]) -> None:
