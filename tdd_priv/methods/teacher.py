@@ -72,7 +72,7 @@ class TeacherConfig:
     # A linear kernel on centred logits: KRR on the chosen texts then projects the (linear)
     # teacher onto their span, which is what a linear head trained on them can learn. Against
     # NNGP on probabilities over the privacy-utility grid (3 DP runs per cell): SST-2 texts
-    # +0.4 to +1.3 points, AG News −0.1 to −0.8 (still within its targets).
+    # +0.4 to +1.3 points, AG News −0.8 to +0.1 (still within its targets).
     kernel: str = "linear"
     regularization: float = 1e-3
     selection_targets: SelectionTargets = "logits"
