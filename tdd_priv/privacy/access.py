@@ -118,6 +118,15 @@ class NoisyAccess:
         )
         return sums / self.noisy_class_counts()[:, None]
 
+    def _class_batch(self, batch_size: int | None) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """A Poisson batch over all classes at q = batch_size·C / n (all rows when None): q, the
+        sampled rows, and the expected batch per class q · (noisy class count)."""
+        sample_rate = poisson_rate(
+            None if batch_size is None else batch_size * self._num_classes, len(self._y)
+        )
+        rows = poisson_sample(len(self._y), sample_rate=sample_rate, generator=self._generator)
+        return sample_rate, rows, sample_rate * self.noisy_class_counts()
+
     def class_batch_means(
         self, statistic: Statistic, *, batch_size: int | None, generator: torch.Generator
     ) -> torch.Tensor:
@@ -125,11 +134,7 @@ class NoisyAccess:
         batch at q = batch_size·C / n (an expected `batch_size` per class; all rows when None),
         noisy class sums of the clipped statistic, divided by the expected batch per class
         q · (noisy class count). The classes partition the data: one mechanism per call."""
-        sample_rate = poisson_rate(
-            None if batch_size is None else batch_size * self._num_classes, len(self._y)
-        )
-        expected = sample_rate * self.noisy_class_counts()
-        rows = poisson_sample(len(self._y), sample_rate=sample_rate, generator=self._generator)
+        sample_rate, rows, expected = self._class_batch(batch_size)
         with torch.no_grad():
             sums = gaussian_class_sums(
                 statistic(self._x[rows]),
@@ -194,10 +199,8 @@ class NoisyAccess:
         """Per class: Poisson-sampled clipped noisy gradient sums, at q = batch_size·C / n (an
         expected `batch_size` per class). The classes partition the data, so all of them
         together are one release of the subsampled Gaussian mechanism."""
-        sample_rate = poisson_rate(batch_size * self._num_classes, len(self._y))
-        rows = poisson_sample(len(self._y), sample_rate=sample_rate, generator=self._generator)
+        sample_rate, rows, expected = self._class_batch(batch_size)
         by_class = self._y[rows]
-        expected = sample_rate * self.noisy_class_counts()
         results = []
         for c in range(self._num_classes):
             sums = self._noisy_gradient_sum(loss, params, rows[by_class == c])
