@@ -26,7 +26,9 @@ __all__ = [
     "DetoxMode",
     "EvalConfig",
     "FairnessMode",
+    "INTERNAL_POOL",
     "Orchestrator",
+    "PRIVATE_SUFFIX",
     "PrivacyConfig",
     "RunConfig",
     "default_cache_dir",
@@ -34,6 +36,8 @@ __all__ = [
 ]
 
 Orchestrator = Literal["prefect", "local"]
+INTERNAL_POOL = "internal"  # data.public_pool: cut the pool from the train split (an opt-in)
+PRIVATE_SUFFIX = ".private"  # the private record's folder: <out>.private
 # --fairness: "balanced" matches per (class, group) cell with equal weight (dm, dc; issue 5).
 FairnessMode = Literal["none", "balanced"]
 
@@ -56,6 +60,10 @@ class DataConfig:
     train_split: str | None = None
     test_split: str | None = None
     label_names: tuple[str, ...] | None = None
+    # Texts realization may release: a file or hf: spec of public texts, or INTERNAL_POOL (a
+    # disjoint part of the train split, labels dropped: rows of the user's own data, so under DP
+    # an explicit opt-in whose released texts the report counts as unprotected). None: refused
+    # under DP; the internal pool without DP.
     public_pool: str | None = None
     drop_empty: bool = False
     test_fraction: float = 0.2
@@ -75,6 +83,12 @@ class PrivacyConfig:
     # could be subtracted. An int makes DP runs reproducible (tests, debugging); it is withheld
     # from the released config either way.
     noise_seed: int | None = None
+    # The per-dataset budget ledger across runs (in the user's state folder): a run that would
+    # take the ledger's composed ε above `budget_limit` is refused. `budget_ledger` names the
+    # ledger (default: the dataset's keyed fingerprint), so that runs on data that changes
+    # between runs (a scheduled job) still compose.
+    budget_limit: float | None = None
+    budget_ledger: str | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +201,9 @@ class RunConfig:
     """Everything one run needs. `out` is the run folder it creates."""
 
     out: Path = Path("runs/demo")
+    # The run's private record (splits, canary secrets, realized row ids, the full config): a
+    # sibling folder of `out`, never part of the release. None: `<out>.private`.
+    private_out: Path | None = None
     data: DataConfig = field(default_factory=DataConfig)
     method: str = "herding"
     per_class: int = 10
@@ -225,6 +242,13 @@ class RunConfig:
             value = getattr(self.data, name)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"data.{name} must lie in [0, 1), got {value}.")
+
+    @property
+    def private_folder(self) -> Path:
+        """Where the run's private record goes: `private_out`, else `<out>.private` beside `out`."""
+        if self.private_out is not None:
+            return self.private_out
+        return self.out.with_name(self.out.name + PRIVATE_SUFFIX)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-ready mapping (paths as strings, tuples as lists)."""
@@ -284,7 +308,7 @@ _NESTED: dict[str, type] = {
     "detox": DetoxConfig,
     "audit": AuditConfig,
 }
-_PATHS = {"out", "cache_dir", "signing_key", "policy"}
+_PATHS = {"out", "private_out", "cache_dir", "signing_key", "policy"}
 _TUPLES = {"group_columns", "label_names", "heads", "text_models", "baselines", "exempt_labels"}
 
 

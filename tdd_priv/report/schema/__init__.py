@@ -28,12 +28,13 @@ __all__ = [
     "validate_report",
 ]
 
-SCHEMA_VERSION = "1.1.0"  # 1.1.0: method.fairness (--fairness)
+SCHEMA_VERSION = "2.0.0"  # 2.0.0: the release holds only covered or declared-public facts
 
 # major version -> schema file in this package.
 SCHEMA_FILES = {
     0: "report-v0.schema.json",
-    1: "report.schema.json",
+    1: "report-v1.schema.json",
+    2: "report.schema.json",
 }
 
 
