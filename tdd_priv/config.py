@@ -19,6 +19,8 @@ from tdd_priv.encode import EncoderConfig
 from tdd_priv.errors import ConfigError
 
 __all__ = [
+    "INTERNAL_POOL",
+    "PRIVATE_SUFFIX",
     "AuditConfig",
     "AuditLevel",
     "DataConfig",
@@ -26,9 +28,7 @@ __all__ = [
     "DetoxMode",
     "EvalConfig",
     "FairnessMode",
-    "INTERNAL_POOL",
     "Orchestrator",
-    "PRIVATE_SUFFIX",
     "PrivacyConfig",
     "RunConfig",
     "default_cache_dir",
