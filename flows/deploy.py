@@ -10,6 +10,7 @@ parameters in full, so a scheduled run does what was deployed even if the file c
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -61,10 +62,27 @@ def _absolute(config: RunConfig) -> RunConfig:
     )
 
 
+def _scheduled(config: RunConfig, spec: DeploymentSpec) -> RunConfig:
+    """The config every scheduled run uses: no fixed noise seed (refused), and a budget ledger
+    named after the deployment unless one is named, so that its runs compose even when the data
+    changes between them."""
+    if config.privacy.noise_seed is not None:
+        raise ConfigError(
+            "privacy.noise_seed is set: every scheduled run would draw the same noise, and "
+            "differencing two releases on changing data would reveal the change. Remove it; "
+            "each run then draws fresh secret noise."
+        )
+    if config.privacy.enabled and config.privacy.budget_ledger is None:
+        ledger = re.sub(r"[^A-Za-z0-9._-]+", "-", spec.name).strip("-.") or "deployment"
+        config = config.with_overrides({"privacy.budget_ledger": f"deployment-{ledger}"})
+    return config
+
+
 def deployment_parameters(config: RunConfig, spec: DeploymentSpec) -> dict[str, Any]:
-    """The flow parameters of the deployment: the full config, where runs go, artifact key."""
+    """The flow parameters of the deployment: the full config (never a noise seed), where runs
+    go, artifact key."""
     return {
-        "config": _absolute(config).to_dict(),
+        "config": _absolute(_scheduled(config, spec)).to_dict(),
         "runs_dir": str(spec.runs_dir.resolve()),
         "artifact_name": spec.name,
     }
@@ -91,6 +109,7 @@ def serve_deployment(config: RunConfig, spec: DeploymentSpec) -> None:
             "see docs/operations.md."
         )
     schedule = cron_schedule(spec)
+    config = _scheduled(config, spec)
     preflight(config.with_overrides({"out": str(spec.runs_dir / "preflight-check")}))
     spec.runs_dir.mkdir(parents=True, exist_ok=True)
     distill_flow.serve(

@@ -29,7 +29,14 @@ from flows.artifacts import artifact_key, publish_artifacts
 from flows.extensions import build_extensions
 from tdd_priv.config import RunConfig, load_config_file
 from tdd_priv.errors import ConfigError
-from tdd_priv.pipeline import EmbeddingFiles, RunResult, encode_key, execute, experts_key
+from tdd_priv.pipeline import (
+    EmbeddingFiles,
+    RunResult,
+    encode_key,
+    execute,
+    experts_key,
+    noise_seed_scope,
+)
 
 __all__ = ["NEVER_RETRIED", "STEP_POLICIES", "StepPolicy", "distill_flow", "run_distill_flow"]
 
@@ -56,7 +63,7 @@ class StepPolicy:
 
 
 # Steps that spend privacy budget under DP: a retry would spend it twice.
-NEVER_RETRIED = frozenset({"distill", "experts", "evaluate"})
+NEVER_RETRIED = frozenset({"budget", "distill", "experts", "evaluate"})
 
 STEP_POLICIES: dict[str, StepPolicy] = {
     "load": StepPolicy(retries=2),
@@ -104,6 +111,14 @@ def _run_config(
     run_config = load_config_file(Path(config_file)) if config_file else RunConfig()
     if config is not None:
         run_config = RunConfig.from_dict({**run_config.to_dict(), **config})
+    if run_config.privacy.noise_seed is not None:
+        # Flow parameters and config files are stored and reused (by the server, by every
+        # scheduled run): a fixed seed there would give every run the same noise.
+        raise ConfigError(
+            "privacy.noise_seed must not reach the distill flow through its parameters or a "
+            "config file: remove it (each run then draws fresh secret noise); in-process callers "
+            "pass one with tdd_priv.pipeline.noise_seed_scope."
+        )
     if runs_dir is not None:
         # Scheduled runs each get a fresh folder: start time (UTC) and the flow run's name.
         started = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -134,4 +149,8 @@ def distill_flow(
 
 
 def run_distill_flow(config: RunConfig) -> RunResult:
-    return RunResult(out=config.out, report=distill_flow(config.to_dict()))
+    """Run `config` as a flow in this process; its noise seed, if any, travels in-process, never
+    as a flow parameter."""
+    with noise_seed_scope(config.privacy.noise_seed):
+        report = distill_flow(config.without_noise_seed().to_dict())
+    return RunResult(out=config.out, report=report)

@@ -16,6 +16,7 @@ from tdd_priv.methods import METHODS
 from tdd_priv.pipeline import RunResult, preflight, run
 from tdd_priv.realize import REALIZERS
 from tdd_priv.report import utility_rows
+from tdd_priv.report.claim import PrivacyClaim
 from tdd_priv.signing import generate_key_pair, key_id
 from tdd_priv.verify import verify_run
 
@@ -38,6 +39,8 @@ _OVERRIDES = {
     "fairness": "fairness",
     "epsilon": "privacy.epsilon",
     "delta": "privacy.delta",
+    "budget_limit": "privacy.budget_limit",
+    "budget_ledger": "privacy.budget_ledger",
     "seed": "seed",
     "realize": "realize",
     "encoder": "encoder.model",
@@ -89,7 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--train-split")
     data.add_argument("--test-split")
     data.add_argument("--label-names", type=_csv, help="comma-separated names for label ids")
-    data.add_argument("--public-pool", help="texts to realize from (labels ignored)")
+    data.add_argument(
+        "--public-pool",
+        metavar="SPEC|internal",
+        help="public texts to realize from (labels ignored); needed under DP. 'internal': cut "
+        "the pool from the train split (rows of your data: the release is then NOT covered)",
+    )
     data.add_argument("--drop-empty", action="store_true", default=None, help="drop empty texts")
     method = runner.add_argument_group("distillation")
     method.add_argument("--method", choices=sorted(METHODS))
@@ -114,6 +122,19 @@ def _parser() -> argparse.ArgumentParser:
     exclusive.add_argument("--epsilon", type=float, metavar="E")
     exclusive.add_argument("--no-dp", action="store_true", help="run without privacy")
     privacy.add_argument("--delta", type=float, metavar="D")
+    privacy.add_argument(
+        "--budget-limit",
+        type=float,
+        metavar="E",
+        help="refuse the run if the dataset's budget ledger (every DP run on this data) would "
+        "compose to more than ε = E",
+    )
+    privacy.add_argument(
+        "--budget-ledger",
+        metavar="NAME",
+        help="the budget ledger to spend from (default: one per dataset, by its keyed "
+        "fingerprint); name one for data that changes between runs",
+    )
     other = runner.add_argument_group("encoder, evaluation, execution")
     other.add_argument("--encoder", help="local folder or hub name (default: all-MiniLM-L6-v2)")
     other.add_argument("--max-length", type=int)
@@ -303,13 +324,13 @@ def _summary(result: RunResult) -> str:
     report = result.report
     rows = utility_rows(report)
     width = max(len(label) for label, _ in rows)
-    privacy = report["privacy"]
+    claim = PrivacyClaim.from_report(report)
     lines = [
         "",
         f"run folder   {result.out}",
         f"method       {report['method']['name']}, {report['synthetic']['size']} texts "
         f"({report['synthetic']['per_class']} per class)",
-        f"privacy      {privacy['mode']}: {privacy['statement']}",
+        f"privacy      {claim.badge}: {claim.statement}",
         "test accuracy (mean ± std over models):",
         *(f"  {label:<{width}}  {value}" for label, value in rows),
     ]

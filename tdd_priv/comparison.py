@@ -49,7 +49,8 @@ def fixed_set(vectors: LabeledArrays, texts: Sequence[str] | None = None) -> Can
 
 def baseline_set(name: str, members: DistillInput, texts: Sequence[str]) -> CandidateSet:
     """k private records per class chosen by a coreset method; `random` redraws per model."""
-    all_vectors = LabeledArrays.from_labels(members.embeddings, members.labels, members.num_classes)
+    data = members.exact()
+    all_vectors = LabeledArrays.from_labels(data.embeddings, data.labels, members.num_classes)
 
     def rows_for(model_seed: int) -> np.ndarray:
         if name == "random":
@@ -71,7 +72,7 @@ def baseline_set(name: str, members: DistillInput, texts: Sequence[str]) -> Cand
 
     return CandidateSet(
         vectors=lambda s: LabeledArrays(all_vectors.x[pick(s)], all_vectors.targets[pick(s)]),
-        texts=lambda s: LabeledTexts([texts[i] for i in pick(s)], members.labels[pick(s)]),
+        texts=lambda s: LabeledTexts([texts[i] for i in pick(s)], data.labels[pick(s)]),
         varies_with_seed=fixed_rows is None,
     )
 

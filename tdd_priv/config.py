@@ -38,6 +38,7 @@ __all__ = [
 Orchestrator = Literal["prefect", "local"]
 INTERNAL_POOL = "internal"  # data.public_pool: cut the pool from the train split (an opt-in)
 PRIVATE_SUFFIX = ".private"  # the private record's folder: <out>.private
+_NOT_PATHS = ("demo", INTERNAL_POOL)  # data specs that name no file
 # --fairness: "balanced" matches per (class, group) cell with equal weight (dm, dc; issue 5).
 FairnessMode = Literal["none", "balanced"]
 
@@ -205,7 +206,8 @@ class RunConfig:
     # sibling folder of `out`, never part of the release. None: `<out>.private`.
     private_out: Path | None = None
     data: DataConfig = field(default_factory=DataConfig)
-    method: str = "herding"
+    # the default runs under the default (DP) mode; coresets need --no-dp
+    method: str = "dpsgd-teacher"
     per_class: int = 10
     method_options: dict[str, Any] = field(default_factory=dict)
     fairness: FairnessMode = "none"
@@ -254,10 +256,25 @@ class RunConfig:
         """Plain YAML/JSON-ready mapping (paths as strings, tuples as lists)."""
         return _plain(dataclasses.asdict(self))
 
+    def without_noise_seed(self) -> RunConfig:
+        """This config with no noise seed: what may be handed to an orchestrator, which stores
+        its parameters (see tdd_priv.pipeline.noise_seed_scope for passing a seed in-process)."""
+        return dataclasses.replace(self, privacy=dataclasses.replace(self.privacy, noise_seed=None))
+
     def released_dict(self) -> dict[str, Any]:
-        """`to_dict()` without the secret noise seed: what config.resolved.yaml publishes."""
+        """What config.resolved.yaml publishes: `to_dict()` without the secret noise seed and
+        without local paths (where the run wrote, cached and found its key are left out; data,
+        pool, policy and encoder files are named by their file name only). The full config goes
+        to the private folder."""
         settings = self.to_dict()
         settings["privacy"]["noise_seed"] = None
+        for key in ("out", "private_out", "cache_dir", "signing_key"):
+            settings[key] = None
+        data = settings["data"]
+        data["spec"] = _file_name_only(data["spec"])
+        data["public_pool"] = _file_name_only(data["public_pool"])
+        settings["audit"]["policy"] = _file_name_only(settings["audit"]["policy"])
+        settings["encoder"]["model"] = _file_name_only(settings["encoder"]["model"])
         return settings
 
     @classmethod
@@ -288,6 +305,14 @@ def load_config_file(path: Path) -> RunConfig:
     if not isinstance(payload, Mapping):
         raise ConfigError(f"{path} must hold a mapping of settings at its top level.")
     return _build(RunConfig, payload, where=str(path))
+
+
+def _file_name_only(value: str | None) -> str | None:
+    """A local file or folder named by its name alone; anything else (demo, internal, hf:NAME,
+    a hub model name) as it is."""
+    if value is None or value in _NOT_PATHS or value.startswith("hf:"):
+        return value
+    return Path(value).resolve().name if Path(value).exists() else value
 
 
 def _plain(value: Any) -> Any:

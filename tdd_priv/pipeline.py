@@ -15,7 +15,9 @@ import json
 import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,11 +33,12 @@ from tdd_priv.audit_context import (
     records,
 )
 from tdd_priv.comparison import CandidateSet, baseline_set, fixed_set, judge
-from tdd_priv.config import RunConfig
+from tdd_priv.config import INTERNAL_POOL, RunConfig
 from tdd_priv.data import (
     DEMO_SPEC,
     ColumnMapping,
     LabeledData,
+    PoolCheck,
     PublicTexts,
     SplitFractions,
     Splits,
@@ -44,6 +47,7 @@ from tdd_priv.data import (
     make_splits,
 )
 from tdd_priv.data.canaries import insert_canaries
+from tdd_priv.data.overlap import find_overlaps
 from tdd_priv.detox import Candidates, screen
 from tdd_priv.encode import embedding_cache_key, encode_cached, read_embeddings
 from tdd_priv.errors import ConfigError
@@ -54,6 +58,7 @@ from tdd_priv.methods import (
     DistillInput,
     ExpertTrajectories,
     GroupBalance,
+    MemberArrays,
     SyntheticSet,
     check_group_balance,
     distill,
@@ -61,13 +66,20 @@ from tdd_priv.methods import (
 )
 from tdd_priv.policy import load_policy
 from tdd_priv.privacy import check_delta, default_delta
+from tdd_priv.privacy.budget import Budget, BudgetExceeded, BudgetLedger, ledger_name
 from tdd_priv.privacy.dpsgd import dpsgd_utility
-from tdd_priv.privacy.release import distill_privately, train_experts_privately
+from tdd_priv.privacy.release import (
+    PlannedRelease,
+    distill_privately,
+    plan_release,
+    train_experts_privately,
+)
 from tdd_priv.realize import REALIZERS, RealizationInput, RealizedSet, RealizeSettings, realize
 from tdd_priv.report import RunRecord, write_run_folder
 from tdd_priv.rundir import check_output_dir, staged_directory
 from tdd_priv.seeding import derive_seed
 from tdd_priv.signing import check_signing_key
+from tdd_priv.state import keyed_digest
 
 __all__ = [
     "AuditResults",
@@ -78,12 +90,14 @@ __all__ = [
     "RunResult",
     "StepCaller",
     "audit_step",
+    "budget_step",
     "call_directly",
     "canary_step",
     "detox_step",
     "encode_key",
     "execute",
     "experts_key",
+    "pool_step",
     "preflight",
     "run",
 ]
@@ -94,10 +108,12 @@ StepCaller = Callable[..., Any]
 
 @dataclass(frozen=True)
 class LoadedInputs:
-    """The private labeled data and, when given separately, the public pool's texts."""
+    """The private labeled data and, when given separately, the public pool's texts (after the
+    pool step, only those that are no labeled row: `pool_check` says how many were removed)."""
 
     labeled: LabeledData
     external_pool: PublicTexts | None
+    pool_check: PoolCheck | None = None
 
     @property
     def texts(self) -> list[str]:
@@ -164,7 +180,8 @@ def load_step(config: RunConfig) -> LoadedInputs:
         label_names=data.label_names,
         drop_empty=data.drop_empty,
     )
-    pool = load_public_texts(data.public_pool) if data.public_pool else None
+    external = data.public_pool not in (None, INTERNAL_POOL)
+    pool = load_public_texts(data.public_pool) if external and data.public_pool else None
     return LoadedInputs(labeled, pool)
 
 
@@ -182,6 +199,29 @@ def split_step(loaded: LoadedInputs, config: RunConfig) -> Splits:
             test=data.test_fraction, audit=data.audit_fraction, public=data.public_fraction
         ),
     )
+
+
+def pool_step(loaded: LoadedInputs, splits: Splits) -> tuple[LoadedInputs, Splits]:
+    """Remove from the public pool every text that equals or nearly equals a labeled row.
+
+    An external pool is checked against every labeled row (members, audit, test, canaries and
+    any other split of the data); an internal pool (rows of the train split, labels dropped)
+    against every labeled row outside it. A pool that shares texts with the private data is not
+    public, and realization would release those texts verbatim.
+    """
+    texts = loaded.texts
+    if loaded.external_pool is not None:
+        pool = loaded.external_pool
+        overlap = find_overlaps(pool.texts, texts)
+        keep = np.setdiff1d(np.arange(len(pool.texts)), overlap.rows)
+        kept = replace(pool, texts=tuple(pool.texts[i] for i in keep))
+        check = PoolCheck("external", len(pool.texts), overlap.exact.size, overlap.near.size)
+        return replace(loaded, external_pool=kept, pool_check=check), splits
+    outside = np.setdiff1d(np.arange(len(texts)), splits.public)
+    overlap = find_overlaps([texts[i] for i in splits.public], [texts[i] for i in outside])
+    check = PoolCheck("internal", len(splits.public), overlap.exact.size, overlap.near.size)
+    cleaned = replace(splits, public=np.delete(splits.public, overlap.rows))
+    return replace(loaded, pool_check=check), cleaned
 
 
 def encode_step(loaded: LoadedInputs, config: RunConfig) -> EmbeddingFiles:
@@ -221,12 +261,17 @@ def _digest(recipe: dict[str, Any], *arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def _member_arrays(loaded: LoadedInputs, splits: Splits, encoded: EncodedInputs) -> MemberArrays:
+    return MemberArrays(encoded.rows[splits.members], loaded.labels[splits.members])
+
+
 def _member_input(
     loaded: LoadedInputs, splits: Splits, encoded: EncodedInputs, config: RunConfig
 ) -> DistillInput:
+    members = _member_arrays(loaded, splits, encoded)
     return DistillInput(
-        embeddings=encoded.rows[splits.members],
-        labels=loaded.labels[splits.members],
+        embeddings=members.embeddings,
+        labels=members.labels,
         num_classes=len(loaded.labeled.label_names),
         per_class=config.per_class,
         seed=derive_seed(config.seed, "distill"),
@@ -271,7 +316,7 @@ def experts_step(
             config.method,
             members,
             epsilon=config.privacy.epsilon,
-            delta=privacy_delta(config, len(members.labels)),
+            delta=privacy_delta(config, members.size),
             noise_seed=noise_seed(config),
         )
     else:
@@ -288,20 +333,22 @@ def experts_key(
     loaded: LoadedInputs, splits: Splits, encoded: EncodedInputs, config: RunConfig
 ) -> str:
     """What the experts depend on: the members' embeddings and labels, the method and its
-    options, the seed and, under DP, (ε, δ) and the noise seed."""
-    members = _member_input(loaded, splits, encoded, config)
+    options, the seed and, under DP, (ε, δ) and the noise seed (keyed: the key is a cache file
+    name, and a plain digest of a small seed could be inverted by trying seeds)."""
+    members = _member_arrays(loaded, splits, encoded)
     privacy = config.privacy
+    seed = configured_noise_seed(config)
     recipe = {
         "step": "experts",
-        "format": 1,
+        "format": 2,
         "method": config.method,
         "options": dict(config.method_options),
-        "seed": members.seed,
+        "seed": derive_seed(config.seed, "distill"),
         "privacy": {
             "epsilon": privacy.epsilon,
             "delta": privacy_delta(config, len(members.labels)),
             # None: a fresh secret draw per run, so a cached release from any such run serves
-            "noise_seed": privacy.noise_seed,
+            "noise_seed": None if seed is None else keyed_digest("noise-seed", str(seed)),
         }
         if privacy.enabled
         else None,
@@ -331,9 +378,30 @@ def distill_step(
         config.method,
         members,
         epsilon=config.privacy.epsilon,
-        delta=privacy_delta(config, len(members.labels)),
+        delta=privacy_delta(config, members.size),
         noise_seed=noise_seed(config),
     )
+
+
+# A configured noise seed travels to the steps out of band when a run goes through an
+# orchestrator: never as a flow parameter, which the orchestrator stores (see `noise_seed_scope`).
+_SECRET_NOISE_SEED: ContextVar[int | None] = ContextVar("secret_noise_seed", default=None)
+
+
+@contextmanager
+def noise_seed_scope(seed: int | None) -> Iterator[None]:
+    """Within this block, runs whose config holds no noise seed use `seed` (None: fresh)."""
+    token = _SECRET_NOISE_SEED.set(seed)
+    try:
+        yield
+    finally:
+        _SECRET_NOISE_SEED.reset(token)
+
+
+def configured_noise_seed(config: RunConfig) -> int | None:
+    """The noise seed configured for this run (in its config or its `noise_seed_scope`)."""
+    configured = config.privacy.noise_seed
+    return configured if configured is not None else _SECRET_NOISE_SEED.get()
 
 
 def noise_seed(config: RunConfig) -> int:
@@ -342,12 +410,68 @@ def noise_seed(config: RunConfig) -> int:
     Never derived from `config.seed`, which the run folder publishes: whoever could regenerate
     the noise could subtract it.
     """
-    configured = config.privacy.noise_seed
+    configured = configured_noise_seed(config)
     return configured if configured is not None else secrets.randbits(63)
 
 
+# --- the privacy budget across runs ---------------------------------------------------------------
+
+
+def _planned_release(loaded: LoadedInputs, splits: Splits, config: RunConfig) -> PlannedRelease:
+    n = len(splits.members)
+    return plan_release(
+        config.method,
+        options=config.method_options,
+        members=n,
+        classes=len(loaded.labeled.label_names),
+        balanced=config.fairness == "balanced",
+        epsilon=config.privacy.epsilon,
+        delta=privacy_delta(config, n),
+    )
+
+
+def _budget_ledger(loaded: LoadedInputs, config: RunConfig) -> BudgetLedger:
+    name = ledger_name(
+        dataset_fingerprint=loaded.labeled.fingerprint, configured=config.privacy.budget_ledger
+    )
+    return BudgetLedger(name)
+
+
+def check_budget(loaded: LoadedInputs, splits: Splits, config: RunConfig) -> None:
+    """Refuse early (BudgetExceeded) a DP run that would take its dataset's ledger above
+    `privacy.budget_limit`; `budget_step` checks again when it enters the run."""
+    limit = config.privacy.budget_limit
+    if limit is None:
+        return
+    planned = _planned_release(loaded, splits, config)
+    ledger = _budget_ledger(loaded, config)
+    delta = privacy_delta(config, len(splits.members))
+    total = ledger.composed(delta, planned.records)
+    if total > limit * (1 + 1e-9):
+        raise BudgetExceeded(
+            f"privacy budget: this run (ε = {config.privacy.epsilon:g}) would take the ledger "
+            f"{ledger.name!r} ({len(ledger.entries())} earlier run(s)) to ε = {total:.3g} at "
+            f"δ = {delta:.1e}, above --budget-limit {limit:g}. Lower --epsilon, raise the limit, "
+            "or use fresh data."
+        )
+
+
+def budget_step(loaded: LoadedInputs, splits: Splits, config: RunConfig) -> Budget:
+    """Enter this DP run, with every mechanism it will apply, in its dataset's budget ledger
+    before any noisy release is computed; refused, entering nothing, when the ledger's composed
+    ε would exceed `privacy.budget_limit`. Never retried: a retry would enter the run twice."""
+    planned = _planned_release(loaded, splits, config)
+    return _budget_ledger(loaded, config).spend(
+        planned.records,
+        epsilon=config.privacy.epsilon,
+        delta=privacy_delta(config, len(splits.members)),
+        limit=config.privacy.budget_limit,
+        run=str(Path(config.out).resolve()),
+    )
+
+
 def privacy_delta(config: RunConfig, n: int) -> float:
-    """The run's δ: as configured, else 1 / (10·n); refused when δ >= 1/n."""
+    """The run's δ: as configured, else min(1e-5, n^-1.5); refused when δ >= 1/n."""
     delta = config.privacy.delta if config.privacy.delta is not None else default_delta(n)
     check_delta(delta, n)
     return delta
@@ -461,6 +585,8 @@ def evaluate_step(
     test = LabeledArrays.from_labels(encoded.rows[splits.test], labels[splits.test], classes)
     test_texts = LabeledTexts([texts[i] for i in splits.test], labels[splits.test])
     members = _member_input(loaded, splits, encoded, config)
+    arrays = _member_arrays(loaded, splits, encoded)
+    member_set = LabeledArrays.from_labels(arrays.embeddings, arrays.labels, classes)
     member_texts = [texts[i] for i in splits.members]
     synthetic_vectors = synthetic.training_arrays(classes)
     realized_targets = (
@@ -471,9 +597,7 @@ def evaluate_step(
     candidates = {
         "synthetic": CandidateSet(lambda _: synthetic_vectors, None, varies_with_seed=False),
         "realized": fixed_set(LabeledArrays(realized.embeddings, realized_targets), realized.texts),
-        "full_data": fixed_set(
-            LabeledArrays.from_labels(members.embeddings, members.labels, classes), member_texts
-        ),
+        "full_data": fixed_set(member_set, member_texts),
         **{name: baseline_set(name, members, member_texts) for name in config.evaluation.baselines},
     }
     seed = derive_seed(config.seed, "evaluate")
@@ -493,13 +617,13 @@ def evaluate_step(
         # The baseline every DP result is compared with: the same heads trained with DP-SGD on
         # the real members at the same (ε, δ).
         utilities["dp_sgd"] = dpsgd_utility(
-            LabeledArrays.from_labels(members.embeddings, members.labels, classes),
+            member_set,
             test,
             heads=config.evaluation.heads,
             seeds=config.evaluation.seeds,
             seed=seed,
             epsilon=config.privacy.epsilon,
-            delta=privacy_delta(config, len(members.labels)),
+            delta=privacy_delta(config, len(member_set.x)),
             progress=config.progress,
         )
     return Evaluation(utilities)
@@ -664,6 +788,7 @@ def report_step(
     evaluation: Evaluation,
     config: RunConfig,
     audit: AuditResults | None = None,
+    budget: Budget | None = None,
 ) -> dict[str, Any]:
     """Write the run folder's contents into `staging` and return report.json's content."""
     record = RunRecord(
@@ -679,6 +804,8 @@ def report_step(
         privacy=synthetic.privacy,
         audits=audit.sections if audit is not None else {},  # issue 5
         policy=load_policy(config.audit.policy) if config.audit.level != "none" else None,
+        pool_check=loaded.pool_check,
+        budget=budget,
     )
     return write_run_folder(staging, record)
 
@@ -716,6 +843,14 @@ def check_config(config: RunConfig) -> None:
             "--realize private-coreset releases private records; under DP use public-match, "
             "public-teacher or public-nearest, or pass --no-dp."
         )
+    if config.privacy.enabled and config.data.public_pool is None:
+        raise ConfigError(
+            "a differentially private run releases texts from a public pool, and none was given: "
+            "pass --public-pool FILE with texts from another, public source (labels there are "
+            "ignored). The rows of your own data are not public; to release some of them "
+            f"anyway, outside the guarantee, pass --public-pool {INTERNAL_POOL} (the report then "
+            "says the release is not covered)."
+        )
     if config.fairness == "balanced":  # issue 5: group-balanced matching
         check_group_balance(config.method)
         if not config.data.group_columns and config.data.spec != DEMO_SPEC:
@@ -735,9 +870,11 @@ def preflight(config: RunConfig) -> None:
     Lets a front end that is slow to start, such as a Prefect server, fail fast on bad input.
     """
     check_config(config)
-    splits = split_step(load_step(config), config)
+    loaded = load_step(config)
+    splits = split_step(loaded, config)
     if config.privacy.enabled:
         privacy_delta(config, len(splits.members))
+        check_budget(loaded, splits, config)
 
 
 def call_directly(step: Callable[..., T], *args: Any) -> T:
@@ -768,7 +905,9 @@ def execute(
     splits = call(split_step, loaded, config)
     if maker is not None:
         loaded, splits = call(canary_step, loaded, splits, config, maker)
+    loaded, splits = call(pool_step, loaded, splits)
     encoded = call(encode_step, loaded, config).load()
+    budget = call(budget_step, loaded, splits, config) if config.privacy.enabled else None
     experts = call(experts_step, loaded, splits, encoded, config) if uses_experts(config) else None
     synthetic = call(distill_step, loaded, splits, encoded, config, experts)
     realized = call(realize_step, loaded, splits, encoded, synthetic, config)
@@ -792,6 +931,7 @@ def execute(
             evaluation,
             config,
             audit,
+            budget,
         )
     return RunResult(out=config.out, report=report)
 

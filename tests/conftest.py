@@ -46,6 +46,16 @@ def user_config_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
         yield home
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A temporary tdd-priv state folder (the per-user secret, the privacy budget ledgers), so
+    that no test reads or spends the user's own budget."""
+    state = tmp_path_factory.mktemp("state-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TDD_PRIV_STATE", str(state))
+        yield state
+
+
 @pytest.fixture(scope="session")
 def tiny_ag_news(shared_datasets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real but small AG News CSV: 60 train and 40 test rows per class, split column kept."""

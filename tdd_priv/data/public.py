@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from tdd_priv.data._io import format_values, is_missing, read_spec
 from tdd_priv.data.demo import PUBLIC_POOL_FILE, demo_file
@@ -10,7 +11,9 @@ from tdd_priv.data.labeled import DEMO_SPEC
 from tdd_priv.errors import DataValidationError
 from tdd_priv.fingerprint import fingerprint_strings
 
-__all__ = ["PublicTexts", "load_public_texts"]
+__all__ = ["PoolCheck", "PoolOrigin", "PublicTexts", "load_public_texts"]
+
+PoolOrigin = Literal["external", "internal"]
 
 
 @dataclass(frozen=True)
@@ -53,3 +56,23 @@ def load_public_texts(spec: str, *, text_column: str = "text") -> PublicTexts:
         source=table.source,
         fingerprint=fingerprint_strings(texts, salt="public-texts"),
     )
+
+
+@dataclass(frozen=True)
+class PoolCheck:
+    """The public pool's hygiene: how many of its texts were removed before realization because
+    they equal (after normalisation) or nearly equal (character n-gram Jaccard ≥ 0.8) a labeled
+    row — members, held-out audit and test rows, canaries. Counts only, never the texts."""
+
+    origin: PoolOrigin
+    checked: int
+    removed_exact: int
+    removed_near: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "origin": self.origin,
+            "checked": self.checked,
+            "removed_exact": self.removed_exact,
+            "removed_near": self.removed_near,
+        }

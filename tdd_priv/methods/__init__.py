@@ -9,7 +9,7 @@ from typing import Any
 
 from tdd_priv.errors import ConfigError
 from tdd_priv.methods.balance import GroupBalance
-from tdd_priv.methods.base import DistillInput, SyntheticSet
+from tdd_priv.methods.base import DistillInput, MemberArrays, SyntheticSet
 from tdd_priv.methods.coreset import herding, kcenter, random_subset
 from tdd_priv.methods.dc import DC_PRIVATE_DEFAULTS, DCConfig, dc_privacy_plan, gradient_matching
 from tdd_priv.methods.dm import DMConfig, distribution_matching, dm_privacy_plan
@@ -25,6 +25,7 @@ __all__ = [
     "DistillInput",
     "ExpertTrajectories",
     "GroupBalance",
+    "MemberArrays",
     "MethodInfo",
     "PrivateVariant",
     "SyntheticSet",

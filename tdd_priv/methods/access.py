@@ -65,6 +65,11 @@ class PrivateAccess(Protocol):
     @property
     def dim(self) -> int: ...
 
+    @property
+    def size(self) -> int:
+        """n, the number of private records (public under the accounting)."""
+        ...
+
     def class_batch_means(
         self, statistic: Statistic, *, batch_size: int | None, generator: torch.Generator
     ) -> torch.Tensor:
@@ -206,6 +211,10 @@ class ExactAccess:
     @property
     def num_classes(self) -> int:
         return self._num_classes
+
+    @property
+    def size(self) -> int:
+        return len(self._y)
 
     @property
     def dim(self) -> int:

@@ -3,30 +3,43 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from tdd_priv.errors import ConfigError
 from tdd_priv.heads import LabeledArrays
 from tdd_priv.methods.access import ExactAccess, PrivateAccess
 from tdd_priv.methods.balance import GroupBalance
 from tdd_priv.methods.experts import ExpertTrajectories
 
-__all__ = ["DistillInput", "SyntheticSet"]
+__all__ = ["DistillInput", "MemberArrays", "SyntheticSet"]
+
+
+@dataclass(frozen=True)
+class MemberArrays:
+    """The private members themselves: embeddings (n, d) float32, rows L2-normalised; labels
+    (n,) int64 in [0, num_classes)."""
+
+    embeddings: np.ndarray
+    labels: np.ndarray
 
 
 @dataclass(frozen=True)
 class DistillInput:
     """The private training set in embedding space: the only real data a method may touch.
 
-    Coresets select rows of it directly; learned methods go through `access()`.
+    Coresets select rows of it directly (`exact()`); learned methods go through `access()`.
+    A differentially private input (`through(gateway)`) carries no member rows at all, only the
+    noisy gateway and public facts, so a method cannot read the data around the gateway.
 
-    embeddings: (n, d) float32, rows L2-normalised; labels: (n,) int64 in [0, num_classes).
+    embeddings: (n, d) float32, rows L2-normalised; labels: (n,) int64 in [0, num_classes);
+    both None under DP.
     """
 
-    embeddings: np.ndarray
-    labels: np.ndarray
+    embeddings: np.ndarray | None
+    labels: np.ndarray | None
     num_classes: int
     per_class: int
     seed: int
@@ -41,15 +54,49 @@ class DistillInput:
     # that select public texts themselves (dpsgd-teacher); None when not given.
     public_embeddings: np.ndarray | None = None
 
+    @property
+    def size(self) -> int:
+        """n, the number of private members (treated as public, as the accounting does)."""
+        if self.labels is not None:
+            return len(self.labels)
+        if self.gateway is None:
+            raise ValueError("a DistillInput needs the member arrays or a gateway")
+        return self.gateway.size
+
+    def exact(self) -> MemberArrays:
+        """The member rows; refused for a differentially private input, which has none."""
+        if self.embeddings is None or self.labels is None:
+            raise ConfigError(
+                "this method reads private records directly, which a differentially private "
+                "run never allows; run it with --no-dp"
+            )
+        return MemberArrays(self.embeddings, self.labels)
+
+    def through(self, gateway: PrivateAccess, *, options: Mapping[str, Any]) -> DistillInput:
+        """This input for a DP run: the member rows and group ids replaced by `gateway`."""
+        balance = self.balance
+        public_balance = (
+            replace(balance, ids=np.zeros(0, dtype=np.int64)) if balance is not None else None
+        )
+        return replace(
+            self,
+            embeddings=None,
+            labels=None,
+            balance=public_balance,
+            gateway=gateway,
+            options=options,
+        )
+
     def access(self) -> PrivateAccess:
         """The gateway through which learned methods see the private set."""
         if self.gateway is not None:
             return self.gateway
+        data = self.exact()
         if self.balance is None:
-            return ExactAccess(self.embeddings, self.labels, self.num_classes)
+            return ExactAccess(data.embeddings, data.labels, self.num_classes)
         return ExactAccess(
-            self.embeddings,
-            self.labels,
+            data.embeddings,
+            data.labels,
             self.num_classes,
             groups=self.balance.ids,
             num_groups=len(self.balance.names),
@@ -57,7 +104,7 @@ class DistillInput:
 
     def class_rows(self, label: int) -> np.ndarray:
         """(n_c,) int64 row indices of one class, ascending."""
-        return np.flatnonzero(self.labels == label)
+        return np.flatnonzero(self.exact().labels == label)
 
 
 @dataclass(frozen=True)

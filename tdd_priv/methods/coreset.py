@@ -15,9 +15,10 @@ __all__ = ["herding", "kcenter", "random_subset"]
 
 def _coreset(inputs: DistillInput, method: str, chosen: list[np.ndarray]) -> SyntheticSet:
     rows = np.concatenate(chosen).astype(np.int64)
+    data = inputs.exact()
     return SyntheticSet(
-        embeddings=inputs.embeddings[rows].astype(np.float32),
-        labels=inputs.labels[rows].astype(np.int64),
+        embeddings=data.embeddings[rows].astype(np.float32),
+        labels=data.labels[rows].astype(np.int64),
         soft_labels=None,
         method=method,
         config={"per_class": inputs.per_class},
@@ -53,10 +54,10 @@ def _herd(points: np.ndarray, k: int) -> np.ndarray:
 
 def herding(inputs: DistillInput) -> SyntheticSet:
     """k records per class whose mean tracks the class mean (deterministic)."""
-    chosen = []
+    embeddings, chosen = inputs.exact().embeddings, []
     for c in range(inputs.num_classes):
         rows = inputs.class_rows(c)
-        chosen.append(rows[_herd(inputs.embeddings[rows].astype(np.float64), inputs.per_class)])
+        chosen.append(rows[_herd(embeddings[rows].astype(np.float64), inputs.per_class)])
     return _coreset(inputs, "herding", chosen)
 
 
@@ -74,9 +75,9 @@ def _k_center(points: np.ndarray, k: int, first: int) -> np.ndarray:
 def kcenter(inputs: DistillInput) -> SyntheticSet:
     """k records per class covering the class (greedy k-center from a seeded first point)."""
     rng = numpy_rng(inputs.seed, "kcenter")
-    chosen = []
+    embeddings, chosen = inputs.exact().embeddings, []
     for c in range(inputs.num_classes):
         rows = inputs.class_rows(c)
         first = int(rng.integers(len(rows)))
-        chosen.append(rows[_k_center(inputs.embeddings[rows], inputs.per_class, first)])
+        chosen.append(rows[_k_center(embeddings[rows], inputs.per_class, first)])
     return _coreset(inputs, "kcenter", chosen)

@@ -114,7 +114,7 @@ def gradient_matching(inputs: DistillInput) -> SyntheticSet:
     )
     optimizer = torch.optim.Adam(learned.parameters(), lr=config.learning_rate)
     history: list[float] = []
-    batch_size = _per_class_batch(config, len(inputs.labels))
+    batch_size = _per_class_batch(config, inputs.size)
     net = build_net(access.dim, classes, hidden=config.hidden, generator=generator)
     loss_of = partial(cross_entropy, net)
     params = net_params(net)

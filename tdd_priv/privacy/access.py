@@ -87,6 +87,10 @@ class NoisyAccess:
         return self._num_classes
 
     @property
+    def size(self) -> int:
+        return len(self._y)
+
+    @property
     def dim(self) -> int:
         return int(self._x.shape[1])
 

@@ -146,11 +146,19 @@ def calibrate_noise(
     return sigma
 
 
+DELTA_CAP = 1e-5
+
+
 def default_delta(n: int) -> float:
-    """δ = 1 / (10·n) for n private training records."""
+    """δ = min(10⁻⁵, n^-1.5) for n private training records.
+
+    A mechanism that publishes each record outright with probability δ is (0, δ)-DP; with this
+    default it exposes n·δ ≤ n^-0.5 records in expectation, so the default tightens as the data
+    grows (δ = 1/(10·n) would leave a 10 % chance of exposing someone at any size).
+    """
     if n < 1:
         raise ConfigError(f"the private training set is empty (n = {n}); nothing to protect")
-    return 1.0 / (10 * n)
+    return min(DELTA_CAP, float(n) ** -1.5)
 
 
 def check_delta(delta: float, n: int) -> None:
@@ -159,13 +167,13 @@ def check_delta(delta: float, n: int) -> None:
         raise ConfigError(f"the private training set is empty (n = {n}); nothing to protect")
     if not delta > 0:
         raise ConfigError(
-            f"δ = {delta:g} must be > 0; use --delta {default_delta(n):.3g} (1/(10·n)) or omit "
-            "--delta for that default"
+            f"δ = {delta:g} must be > 0; use --delta {default_delta(n):.3g} (min(1e-5, n^-1.5)) "
+            "or omit --delta for that default"
         )
     if delta >= 1.0 / n:
         raise ConfigError(
             f"δ = {delta:g} is not below 1/n = {1.0 / n:.3g} for n = {n} private training "
             f"records: with δ >= 1/n a mechanism may publish a whole record and still be "
             f"'private'. Use --delta below {1.0 / n:.3g}, e.g. {default_delta(n):.3g} "
-            "(1/(10·n)), or omit --delta for that default"
+            "(min(1e-5, n^-1.5)), or omit --delta for that default"
         )

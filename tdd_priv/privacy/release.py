@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from tdd_priv.errors import ConfigError
 from tdd_priv.methods import DistillInput, ExpertTrajectories, SyntheticSet, distill, method_info
@@ -11,7 +13,37 @@ from tdd_priv.privacy.calibration import calibrate_noise
 from tdd_priv.privacy.ledger import MechanismRecord, PrivacyLedger, epsilon_summary
 from tdd_priv.seeding import torch_generator
 
-__all__ = ["distill_privately", "train_experts_privately"]
+__all__ = ["PlannedRelease", "distill_privately", "plan_release", "train_experts_privately"]
+
+
+@dataclass(frozen=True)
+class PlannedRelease:
+    """What a DP run of a method will spend, fixed before any private data is read: the shared
+    noise multiplier σ calibrated for (ε, δ), and the ledger records the run must leave."""
+
+    noise_multiplier: float
+    records: tuple[MechanismRecord, ...]
+
+
+def plan_release(
+    method: str,
+    *,
+    options: Mapping[str, Any],
+    members: int,
+    classes: int,
+    balanced: bool,
+    epsilon: float,
+    delta: float,
+) -> PlannedRelease:
+    """Calibrate σ for everything `method` with `options` will release on `members` private
+    records of `classes` classes (per (class, group) cell when `balanced`): public facts only."""
+    variant = method_info(method).private
+    if variant is None:
+        raise ConfigError(f"method '{method}' has no differentially private variant")
+    parsed = variant.options(options, method=method)
+    plan = variant.planned(parsed, members, classes, balanced=balanced)
+    sigma = calibrate_noise(target_epsilon=epsilon, delta=delta, plan=plan)
+    return PlannedRelease(sigma, PrivacyLedger([m.at(sigma) for m in plan]).records)
 
 
 @dataclass(frozen=True)
@@ -26,32 +58,34 @@ class _PrivateRun:
 def _private_run(
     method: str, members: DistillInput, *, epsilon: float, delta: float, noise_seed: int
 ) -> _PrivateRun:
+    planned = plan_release(
+        method,
+        options=members.options,
+        members=members.size,
+        classes=members.num_classes,
+        balanced=members.balance is not None,  # --fairness balanced: per-cell releases
+        epsilon=epsilon,
+        delta=delta,
+    )
     variant = method_info(method).private
-    if variant is None:
-        raise ConfigError(f"method '{method}' has no differentially private variant")
+    assert variant is not None  # plan_release refuses methods without one
     options = variant.options(members.options, method=method)
-    n, classes = len(members.labels), members.num_classes
-    balance = members.balance  # --fairness balanced: per-(class, group) cell releases
-    plan = variant.planned(options, n, classes, balanced=balance is not None)
-    sigma = calibrate_noise(target_epsilon=epsilon, delta=delta, plan=plan)
+    data, balance = members.exact(), members.balance
     ledger = PrivacyLedger()
     gateway = NoisyAccess(
-        members.embeddings,
-        members.labels,
-        classes,
-        noise_multiplier=sigma,
+        data.embeddings,
+        data.labels,
+        members.num_classes,
+        noise_multiplier=planned.noise_multiplier,
         max_norm=options.clip_norm,
         generator=torch_generator(noise_seed, "privacy-noise"),
         ledger=ledger,
         groups=balance.ids if balance is not None else None,
         num_groups=len(balance.names) if balance is not None else 1,
     )
-    private_options = {**variant.defaults, **members.options}
-    return _PrivateRun(
-        replace(members, options=private_options, gateway=gateway),
-        ledger,
-        PrivacyLedger([mechanism.at(sigma) for mechanism in plan]).records,
-    )
+    # The method gets the gateway and the public facts only: no member rows, no group ids.
+    private_input = members.through(gateway, options={**variant.defaults, **members.options})
+    return _PrivateRun(private_input, ledger, planned.records)
 
 
 def distill_privately(

@@ -70,6 +70,8 @@ def report_summary(report: Mapping[str, Any]) -> dict[str, Any]:
             "delta": privacy["delta"],
             "accountant": privacy["accountant"],
             "mechanisms": len(privacy["mechanisms"]),
+            # since schema 2.0.0: what the claim covers (older reports have no claim)
+            **({"claim": privacy["claim"]["status"]} if "claim" in privacy else {}),
         },
         "utility": {
             key: entry["accuracy_mean"]
@@ -88,7 +90,9 @@ def sign_run_folder(run_dir: Path, key: SigningKey) -> dict[str, Any]:
     statement = make_statement(
         subjects, predicate_type=PREDICATE_TYPE, predicate=report_summary(report)
     )
-    payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    payload = json.dumps(statement, sort_keys=True, separators=(",", ":"), allow_nan=False).encode(
+        "utf-8"
+    )
     envelope = sign_envelope(
         payload, payload_type=IN_TOTO_PAYLOAD_TYPE, private_key=key.private_key
     )

@@ -55,7 +55,7 @@ def _write_synthetic(folder: Path, record: RunRecord) -> None:
             row["soft_label"] = soft
     with (folder / "data.jsonl").open("w", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
     pd.DataFrame(rows, columns=columns).to_parquet(folder / "data.parquet", index=False)
     tensors: dict[str, np.ndarray] = {
         "embeddings": np.ascontiguousarray(record.synthetic.embeddings, dtype=np.float32),
@@ -76,6 +76,12 @@ def _write_synthetic(folder: Path, record: RunRecord) -> None:
 def _write_private(folder: Path, record: RunRecord) -> None:
     folder.mkdir()
     (folder / "splits.json").write_text(json.dumps(record.splits.to_json()), encoding="utf-8")
+    # the full config, local paths included, so the owner can repeat the run (never the noise
+    # seed: it is stored nowhere)
+    (folder / "config.yaml").write_text(
+        yaml.safe_dump(record.config.without_noise_seed().to_dict(), sort_keys=False),
+        encoding="utf-8",
+    )
     (folder / "realized_rows.json").write_text(
         json.dumps({"source": record.realized.source, "rows": record.realized.rows.tolist()}),
         encoding="utf-8",
@@ -134,6 +140,7 @@ def write_run_folder(
     (folder / "report.html").write_text(render_html(report, folder), encoding="utf-8")
     report["artifacts"] = _artifacts(folder)
     validate_report(report)
-    (folder / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(report, indent=2, allow_nan=False)  # strict JSON: NaN and ∞ are bugs here
+    (folder / REPORT_FILE).write_text(text + "\n", encoding="utf-8")
     sign_run_folder(folder, key)
     return report

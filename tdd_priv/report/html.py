@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tdd_priv.report.claim import PrivacyClaim
 from tdd_priv.report.sections import (
     Badge,
     Block,
@@ -115,7 +116,7 @@ def _section(section: Section, run_dir: Path, *, private: bool) -> str:
 def render_html(report: Mapping[str, Any], run_dir: Path) -> str:
     """The page for `report`; figures are read from `run_dir` and embedded."""
     title = f"tdd-priv report — {report['run_id']}"
-    private = report["privacy"]["mode"] != "none"
+    private = PrivacyClaim.from_report(report).private
     sections = "\n".join(
         _section(section, run_dir, private=private) for section in build_sections(report)
     )

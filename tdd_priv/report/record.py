@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import platform
 import subprocess
 import sys
@@ -15,13 +16,16 @@ from typing import Any
 import numpy as np
 
 from tdd_priv.config import RunConfig
-from tdd_priv.data import LabeledData, PublicTexts, Splits
+from tdd_priv.data import LabeledData, PoolCheck, PublicTexts, Splits
 from tdd_priv.evaluate import Utility
 from tdd_priv.fingerprint import sha256_json
 from tdd_priv.methods import SyntheticSet
 from tdd_priv.policy import Policy, judge
+from tdd_priv.privacy.budget import Budget
 from tdd_priv.realize import RealizedSet
+from tdd_priv.report.claim import PrivacyClaim, TextOrigin, build_claim
 from tdd_priv.report.schema import SCHEMA_VERSION
+from tdd_priv.state import keyed_digest
 
 __all__ = ["SCHEMA_VERSION", "RunRecord", "build_report", "source_commit"]
 
@@ -64,42 +68,41 @@ class RunRecord:
     # The policy the report is judged by (issue 5): its verdicts join `verdicts`, computed from
     # the finished report.json content. None: no verdicts beyond `verdicts`.
     policy: Policy | None = None
+    # What the public pool's hygiene check removed (None: no pool was checked), and the
+    # dataset's budget ledger after this run (None: not private).
+    pool_check: PoolCheck | None = None
+    budget: Budget | None = None
 
 
-def _private_statement(privacy: Mapping[str, Any], members: int) -> str:
-    return (
-        f"({privacy['epsilon']:.3g}, {privacy['delta']:.1e})-differential privacy for each of the "
-        f"{members} records of the private training split, accounted by opacus's "
-        f"{str(privacy['accountant']).upper()} accountant over {len(privacy['mechanisms'])} "
-        "mechanism(s)."
+def text_origin(record: RunRecord) -> TextOrigin:
+    """Where the released texts come from."""
+    if record.realized.source == "private":
+        return "none"
+    return "external" if record.external_pool is not None else "internal"
+
+
+def privacy_claim(record: RunRecord) -> PrivacyClaim:
+    """The run's one privacy claim (tdd_priv.report.claim)."""
+    return build_claim(
+        summary=record.privacy,
+        members=len(record.splits.members),
+        pool_origin=text_origin(record),
+        released_texts=len(record.realized.texts),
+        pool_check=record.pool_check,
+        cumulative=record.budget.to_json() if record.budget is not None else None,
+        groups=bool(record.labeled.group_columns),
     )
 
 
 def _privacy(record: RunRecord) -> dict[str, Any]:
-    if record.privacy is not None:
-        privacy = {"statement": "", **record.privacy}
+    claim = privacy_claim(record)
+    if record.privacy is not None and claim.status != "not-private":
+        privacy = dict(record.privacy)
         privacy["mechanisms"] = [dict(m) for m in privacy["mechanisms"]]
-        if not privacy["statement"]:
-            privacy["statement"] = _private_statement(privacy, len(record.splits.members))
-        return privacy
-    if record.realized.source == "private":
-        statement = (
-            f"No differential privacy: the released texts are {len(record.realized.texts)} "
-            "records of the private training set, copied verbatim."
-        )
     else:
-        statement = (
-            "No differential privacy: the released texts come from the public pool, but which "
-            "ones were chosen depends on the private data without any noise."
-        )
-    return {
-        "mode": "none",
-        "epsilon": None,
-        "delta": None,
-        "accountant": None,
-        "mechanisms": [],
-        "statement": statement,
-    }
+        privacy = {"mode": "none", "epsilon": None, "delta": None, "accountant": None}
+        privacy["mechanisms"] = []
+    return {**privacy, "statement": claim.statement, "claim": claim.to_json()}
 
 
 def _dataset(record: RunRecord) -> dict[str, Any]:
@@ -107,8 +110,10 @@ def _dataset(record: RunRecord) -> dict[str, Any]:
     pool = record.external_pool
     return {
         "name": labeled.name,
-        "source": labeled.source,
-        "fingerprint": labeled.fingerprint,
+        # keyed with the per-user secret: a plain digest of private rows would let anyone who
+        # knows all rows but one test guesses of the missing one
+        "fingerprint": keyed_digest("dataset", labeled.fingerprint),
+        "fingerprint_keyed": True,
         "classes": list(labeled.label_names),
         "group_columns": list(labeled.group_columns),
         "sizes": {
@@ -122,9 +127,10 @@ def _dataset(record: RunRecord) -> dict[str, Any]:
             **({"canaries": len(splits.canaries)} if len(splits.canaries) else {}),
         },
         "public_pool": {
-            "origin": "external" if pool is not None else "train split, labels dropped",
+            "origin": "external" if pool is not None else "internal",
             "name": pool.name if pool is not None else labeled.name,
             "fingerprint": pool.fingerprint if pool is not None else None,
+            **({"check": record.pool_check.to_json()} if record.pool_check is not None else {}),
         },
     }
 
@@ -212,7 +218,10 @@ def _build_report(record: RunRecord) -> dict[str, Any]:
             # --fairness (issue 5): the mode and, when balanced, the groups and fallback cells
             "fairness": {"mode": config.fairness, **(record.synthetic.fairness or {})},
             "settings": record.synthetic.config,
-            "loss_history": list(record.synthetic.loss_history),
+            # strict JSON: a diverged step's NaN or ∞ loss is written as null
+            "loss_history": [
+                v if math.isfinite(v) else None for v in record.synthetic.loss_history
+            ],
         },
         "encoder": {
             "model": config.encoder.model,

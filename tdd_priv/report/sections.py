@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tdd_priv.report.claim import PrivacyClaim
 from tdd_priv.report.figures import shown_sets, utility_label
 
 __all__ = [
@@ -174,18 +175,16 @@ def utility_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def _is_private(report: Mapping[str, Any]) -> bool:
-    return report["privacy"]["mode"] != "none"
-
-
-def _privacy_cell(privacy: Mapping[str, Any]) -> Cell:
-    if privacy["mode"] == "none":
-        return (Badge("NOT PRIVATE", "fail"), privacy.get("statement", ""))
+def _privacy_cell(claim: PrivacyClaim) -> Cell:
+    budget = claim.cumulative
+    spent = (
+        f"; this dataset's budget ledger: {budget['runs']} run(s), ε = {budget['epsilon']:.3g}"
+        if budget
+        else ""
+    )
     return (
-        Badge("DIFFERENTIALLY PRIVATE", "pass"),
-        f"(ε = {privacy['epsilon']:.3g}, δ = {privacy['delta']:.1e}), "
-        f"{privacy['accountant'].upper()} accountant over {len(privacy['mechanisms'])} "
-        "mechanism(s)",
+        Badge(claim.badge, "pass" if claim.private else "fail"),
+        f"{claim.headline}{spent} (see *What the privacy guarantee covers*)",
     )
 
 
@@ -232,7 +231,7 @@ def _summary(report: Mapping[str, Any]) -> Section:
             f"{method['name']}, k = {method['per_class']} per class "
             f"({synthetic['size']} texts, realized by {synthetic.get('realization', '?')})",
         ),
-        ("Privacy", _privacy_cell(report["privacy"])),
+        ("Privacy", _privacy_cell(PrivacyClaim.from_report(report))),
         ("Utility", utility_cell),
         ("Audits", audits_cell),
     ]
@@ -487,15 +486,16 @@ def _privacy(report: Mapping[str, Any]) -> Section:
         for m in mechanisms
     )
     header = ("mechanism", "noise multiplier σ", "sample rate q", "steps", *extra)
+    claim = PrivacyClaim.from_report(report)
     return Section(
         "privacy",
         "Privacy ledger",
         (
             Paragraph(
                 f"(ε = {privacy['epsilon']:.4g}, δ = {privacy['delta']:.2e}) composed over the "
-                f"mechanisms below with the {privacy['accountant'].upper()} accountant of opacus. "
-                + privacy.get("statement", "")
+                f"mechanisms below with the {privacy['accountant'].upper()} accountant of opacus."
             ),
+            *((Paragraph(claim.statement, tone="warn"),) if not claim.private else ()),
             Table(header, rows),
             *_prv_cross_check(privacy),
             Paragraph(
@@ -512,27 +512,36 @@ def _data(report: Mapping[str, Any]) -> Section:
     sizes = dataset["sizes"]
     pool = dataset.get("public_pool", {})
     counts = ", ".join(f"{name} {n}" for name, n in synthetic["label_counts"].items())
-    text_source = synthetic.get("text_source")
-    source_note = (
-        Paragraph(
+    claim = PrivacyClaim.from_report(report)
+    if claim.pool_origin == "none":
+        source_note = Paragraph(
             "The released texts are records of the private training set (a coreset), copied "
             "verbatim.",
             tone="warn",
         )
-        if synthetic.get("releases_private_records")
-        else Paragraph(f"The released texts come from the {text_source or 'public'} pool.")
+    elif claim.pool_origin == "internal":
+        source_note = Paragraph(
+            f"The released texts are {claim.unprotected_texts} unprotected rows of the input "
+            "data: the public pool was cut from the train split (labels dropped).",
+            tone="warn",
+        )
+    else:
+        source_note = Paragraph(f"The released texts come from the public pool {pool['name']}.")
+    keyed = " (keyed: only its owner can match it)" if dataset.get("fingerprint_keyed") else ""
+    origin = {"external": "external", "internal": "cut from the train split"}.get(
+        pool.get("origin"), pool.get("origin", "unknown origin")
     )
     return Section(
         "data",
         "Data",
         (
             Paragraph(
-                f"Dataset {dataset['name']} (fingerprint `{dataset['fingerprint'][:16]}…`). "
-                f"Seeded splits, recorded in `private/splits.json` and never released: "
+                f"Dataset {dataset['name']} (fingerprint `{dataset['fingerprint'][:16]}…`{keyed}). "
+                f"Seeded splits, recorded in the run's private folder and never released: "
                 f"{sizes.get('members', '?'):,} private training records (members), "
                 f"{sizes.get('audit', 0):,} held-out audit records, {sizes.get('test', 0):,} "
-                f"test records; public pool of {sizes.get('public_pool', 0):,} texts "
-                f"({pool.get('origin', 'unknown origin')})."
+                f"test records; public pool of {sizes.get('public_pool', 0):,} texts ({origin})."
+                + claim.pool_sentence
             ),
             Paragraph(f"Synthetic set: {synthetic['size']} texts; per label: {counts}."),
             source_note,
@@ -591,41 +600,38 @@ def _environment(report: Mapping[str, Any]) -> Section:
     )
 
 
+def _listing(items: tuple[str, ...]) -> str:
+    return "; ".join(items) + "." if items else "nothing."
+
+
 def _scope(report: Mapping[str, Any]) -> Section:
-    members = report["dataset"]["sizes"].get("members")
-    outside = (
-        "The utility numbers, audit results and fairness figures in this report were computed "
-        "on private data (training, audit and test splits) without noise: they are **outside** "
-        "any privacy guarantee, and so is this report itself."
-    )
-    if _is_private(report):
-        privacy = report["privacy"]
-        paragraphs = (
+    claim = PrivacyClaim.from_report(report)
+    if claim.status == "not-private":
+        paragraphs: tuple[Paragraph, ...] = (
             Paragraph(
-                f"**Covered:** the released synthetic data (texts, labels, embeddings) is "
-                f"(ε = {privacy['epsilon']:.3g}, δ = {privacy['delta']:.1e})-differentially "
-                f"private with respect to adding or removing one record of the private training "
-                f"split ({members:,} records). Everything computed from the noisy releases "
-                "is post-processing and spends no more privacy."
-            ),
-            Paragraph(
-                f"**Not covered:** {outside} A person with several records is protected per "
-                "record, not per person. The encoder, the public pool, label names and "
-                "hyperparameters are assumed public; hyperparameters tuned on private data "
-                "would leak outside ε."
+                "**This run has no differential-privacy guarantee.** "
+                + claim.statement
+                + " Treat every released file as private data.",
+                tone="warn",
             ),
         )
     else:
         paragraphs = (
             Paragraph(
-                "**This run has no differential-privacy guarantee.** "
-                + report["privacy"].get("statement", "")
-                + " Treat every released file as private data.",
-                tone="warn",
+                claim.statement,
+                tone="plain" if claim.private else "warn",
             ),
-            Paragraph(outside),
+            Paragraph("**Covered:** " + _listing(claim.covered)),
+            Paragraph(
+                "**Not covered:** "
+                + _listing(claim.not_covered)
+                + " Hyperparameters tuned on private data would leak outside ε."
+            ),
         )
-    return Section("scope", "What the privacy guarantee covers", paragraphs)
+    public = Paragraph(
+        "**Declared public (assumed, not protected):** " + _listing(claim.declared_public)
+    )
+    return Section("scope", "What the privacy guarantee covers", (*paragraphs, public))
 
 
 def _integrity(report: Mapping[str, Any]) -> Section:

@@ -167,6 +167,12 @@ def _parse(payload: Mapping[str, Any], *, source: str, base_dir: Path) -> Sweep:
             f"{', '.join(SWEEP_KEYS)} (run settings go under `base`, varied ones under `grid`)."
         )
     base = _base(payload.get("base", {}), source=source, base_dir=base_dir)
+    if base.privacy.noise_seed is not None:
+        raise ConfigError(
+            f"{source}: base sets privacy.noise_seed: every DP cell would draw the same noise "
+            "(and the seed would be stored with each cell). Remove it; each cell then draws "
+            "fresh secret noise."
+        )
     if "grid" not in payload:
         raise ConfigError(f"{source}: no `grid`; list the settings to vary, e.g. `seed: [0, 1]`.")
     raw = payload["grid"]
@@ -210,6 +216,11 @@ def _grid(grid: Any, *, where: str, base: RunConfig) -> dict[str, tuple[Any, ...
         setting = AXIS_ALIASES.get(str(key), str(key))
         if setting in axes:
             raise ConfigError(f"{where}: `{key}` and its alias both vary {setting}; keep one.")
+        if setting == "privacy.noise_seed":
+            raise ConfigError(
+                f"{where}: `{key}` cannot be varied: noise seeds are secret and never stored "
+                "with a study; each DP cell draws fresh noise."
+            )
         if setting in EXECUTION_SETTINGS or setting == "privacy.enabled":
             hint = "use epsilon: [none]" if setting == "privacy.enabled" else "the study sets it"
             raise ConfigError(f"{where}: `{key}` cannot be varied ({hint}).")
