@@ -607,31 +607,29 @@ def _listing(items: tuple[str, ...]) -> str:
 def _scope(report: Mapping[str, Any]) -> Section:
     claim = PrivacyClaim.from_report(report)
     if claim.status == "not-private":
-        paragraphs: tuple[Paragraph, ...] = (
-            Paragraph(
-                "**This run has no differential-privacy guarantee.** "
-                + claim.statement
-                + " Treat every released file as private data.",
-                tone="warn",
-            ),
+        lead = Paragraph(
+            "**This run has no differential-privacy guarantee.** " + claim.statement,
+            tone="warn",
         )
     else:
-        paragraphs = (
-            Paragraph(
-                claim.statement,
-                tone="plain" if claim.private else "warn",
-            ),
+        lead = Paragraph(claim.statement, tone="plain" if claim.private else "warn")
+    return Section(
+        "scope",
+        "What the privacy guarantee covers",
+        (
+            lead,
             Paragraph("**Covered:** " + _listing(claim.covered)),
             Paragraph(
                 "**Not covered:** "
                 + _listing(claim.not_covered)
-                + " Hyperparameters tuned on private data would leak outside ε."
+                + " Hyperparameters tuned on private data would leak outside any ε."
             ),
-        )
-    public = Paragraph(
-        "**Declared public (assumed, not protected):** " + _listing(claim.declared_public)
+            Paragraph(
+                "**Declared public (assumed, not protected):** "
+                + _listing(claim.declared_public)
+            ),
+        ),
     )
-    return Section("scope", "What the privacy guarantee covers", (*paragraphs, public))
 
 
 def _integrity(report: Mapping[str, Any]) -> Section:

@@ -40,7 +40,7 @@ CellStatus = Literal["ran", "reused", "failed"]
 TIMINGS_DIR = "timings"
 # Settings that change where or how a run executes, not its results: those the study owns, and
 # where caches and the signing key live.
-_EXECUTION_ONLY = (*EXECUTION_SETTINGS, "cache_dir", "signing_key")
+_EXECUTION_ONLY = (*EXECUTION_SETTINGS, "private_out", "cache_dir", "signing_key")
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,9 @@ def cell_is_complete(cell: Cell) -> bool:
         return False
     if report.get("config_sha256") != sha256_json(resolved):
         return False  # the report was not written from this config file
-    return _comparable(written) == _comparable(cell.config)
+    # config.resolved.yaml names local files by their name only: compare what it can hold
+    released = RunConfig.from_dict(cell.config.released_dict())
+    return _comparable(written) == _comparable(released)
 
 
 def remove_partial_folders(cell: Cell) -> list[Path]:

@@ -37,6 +37,7 @@ def test_public_interface_is_exactly_the_documented_one() -> None:
         [
             "ColumnMapping",
             "LabeledData",
+            "PoolCheck",
             "PublicTexts",
             "SplitFractions",
             "Splits",

@@ -92,7 +92,7 @@ def test_delta_at_or_above_one_over_n_is_refused_with_a_fix() -> None:
         check_delta(0.001, 1000)
     message = str(caught.value)
     assert "δ = 0.001" in message and "n = 1000" in message and "1/n" in message
-    assert "--delta" in message and "0.0001" in message  # the fix: 1/(10·n)
+    assert "--delta" in message and "1e-05" in message  # the fix: the default δ
     with pytest.raises(ConfigError, match="must be > 0"):
         check_delta(0.0, 1000)
     with pytest.raises(ConfigError, match="empty"):
@@ -100,6 +100,10 @@ def test_delta_at_or_above_one_over_n_is_refused_with_a_fix() -> None:
     check_delta(0.000999, 1000)  # just below 1/n is allowed
 
 
-def test_default_delta_is_one_over_ten_n() -> None:
-    assert default_delta(2000) == pytest.approx(5e-5)
-    check_delta(default_delta(7), 7)
+def test_default_delta_tightens_with_n_and_stays_below_one_over_n() -> None:
+    assert default_delta(2000) == pytest.approx(1e-5)  # capped at 1e-5
+    assert default_delta(10_000) == pytest.approx(1e-6)  # n^-1.5
+    for n in (1, 2, 7, 100, 2000, 67_349, 10**6):
+        delta = default_delta(n)
+        check_delta(delta, n)
+        assert n * delta <= n**-0.5 + 1e-12  # expected records exposed shrinks with n

@@ -6,7 +6,7 @@ import pytest
 
 from tdd_priv.cli import main
 
-GOOD = "base: {method: dm, data: {spec: demo}}\ngrid: {seed: [0]}\n"
+GOOD = "base: {method: dm, data: {spec: demo, public_pool: demo}}\ngrid: {seed: [0]}\n"
 
 
 def _study(tmp_path: Path, sweep: str, *extra: str) -> tuple[int, Path]:
@@ -22,7 +22,10 @@ def _study(tmp_path: Path, sweep: str, *extra: str) -> tuple[int, Path]:
         ("grid: {seed: [0]}\nbase: {method: dm}\nextra: 1\n", "unknown key(s) extra"),
         ("base: {method: dm}\ngrid: {epsilon: []}\n", "`epsilon` is an empty list"),
         ("base: {method: dm}\ngrid: {epsilon: [0]}\n", "not a positive ε"),
-        ("base: {method: dm}\ngrid: {method: [dm, herding]}\n", "cell method-herding"),
+        (
+            "base: {method: dm, data: {public_pool: demo}}\ngrid: {method: [dm, herding]}\n",
+            "cell method-herding",
+        ),
         ("base: {method: dm}\ngrid: {colour: [red]}\n", "unknown setting(s) colour"),
         ("base: [1, 2]\ngrid: {seed: [0]}\n", "`base` must be a run config mapping"),
         ("grid: {seed: [0\n", "not valid YAML"),

@@ -8,7 +8,11 @@ import yaml
 from tdd_priv.errors import ConfigError
 from tdd_priv.study import expand_cells, load_sweep
 
-BASE = {"data": {"spec": "demo"}, "method": "dm", "evaluation": {"seeds": 1}}
+BASE = {
+    "data": {"spec": "demo", "public_pool": "demo"},
+    "method": "dm",
+    "evaluation": {"seeds": 1},
+}
 
 
 def _sweep(tmp_path: Path, payload: object, name: str = "sweep.yaml") -> Path:

@@ -20,7 +20,11 @@ def _sweep() -> Sweep:
     return Sweep.from_dict(
         {
             "name": "fake",
-            "base": {"data": {"spec": "demo"}, "method": "dm", "per_class": 2},
+            "base": {
+                "data": {"spec": "demo", "public_pool": "demo"},
+                "method": "dm",
+                "per_class": 2,
+            },
             "grid": [
                 {"method": ["dm"], "epsilon": [1, 8], "seed": [0, 1]},
                 {"method": ["herding"], "epsilon": ["none"], "seed": [0, 1]},
