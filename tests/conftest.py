@@ -70,3 +70,17 @@ def tiny_ag_news(shared_datasets: Path, tmp_path_factory: pytest.TempPathFactory
     path = tmp_path_factory.mktemp("data") / "ag_news_tiny.csv"
     pd.concat(parts)[["text", "label", "split"]].to_csv(path, index=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def ag_news_pool(shared_datasets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An external public pool for DP runs on `tiny_ag_news`: 100 AG News train texts per
+    class that are not in the tiny labeled file, with no label column."""
+    import pandas as pd
+
+    frame = pd.read_csv(shared_datasets / "ag_news" / "ag_news.csv")
+    train = frame[frame.split == "train"]
+    parts = [train[train.label == label].iloc[1000:1100] for label in range(4)]
+    path = tmp_path_factory.mktemp("pool") / "ag_news_pool.csv"
+    pd.concat(parts)[["text"]].to_csv(path, index=False)
+    return path

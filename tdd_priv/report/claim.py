@@ -196,6 +196,10 @@ class PrivacyClaim:
             "badge": self.badge,
             "headline": self.headline,
             "statement": self.statement,
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "accountant": self.accountant,
+            "mechanisms": self.mechanisms,
             "members": self.members,
             "pool": {
                 "origin": self.pool_origin,
@@ -223,10 +227,10 @@ class PrivacyClaim:
             pool = stated.get("pool", {})
             return cls(
                 status=stated["status"],
-                epsilon=privacy.get("epsilon"),
-                delta=privacy.get("delta"),
-                accountant=privacy.get("accountant"),
-                mechanisms=len(privacy.get("mechanisms", [])),
+                epsilon=stated.get("epsilon"),
+                delta=stated.get("delta"),
+                accountant=stated.get("accountant"),
+                mechanisms=stated.get("mechanisms", 0),
                 members=stated.get("members"),
                 pool_origin=pool.get("origin", "none"),
                 released_texts=stated.get("released_texts", 0),
