@@ -229,12 +229,14 @@ register_figure(
 # --- distillation ---------------------------------------------------------------------------------
 
 
-def plot_loss(loss_history: list[float], path: Path, *, method: str) -> None:
-    """The distillation objective per outer step (log scale when it spans a decade)."""
+def plot_loss(loss_history: list[float | None], path: Path, *, method: str) -> None:
+    """The distillation objective per outer step (log scale when it spans a decade); steps
+    whose loss was not finite (null in report.json) are gaps."""
     figure, axes = plt.subplots(figsize=(8, 3.0), dpi=120)
-    axes.plot(range(1, len(loss_history) + 1), loss_history, color="C0", lw=1.2)
-    positive = [v for v in loss_history if v > 0]
-    if len(positive) == len(loss_history) and max(positive) > 10 * min(positive):
+    values = [math.nan if v is None else v for v in loss_history]
+    axes.plot(range(1, len(values) + 1), values, color="C0", lw=1.2)
+    positive = [v for v in values if v > 0]
+    if len(positive) == len(values) and max(positive) > 10 * min(positive):
         axes.set_yscale("log")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("step")

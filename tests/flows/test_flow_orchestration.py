@@ -72,6 +72,7 @@ def test_a_failing_io_step_is_retried_and_a_failing_dp_step_is_not(
             "out": str(tmp_path / "dp"),
             "method": "dm",
             "method_options": QUICK_DP_OPTIONS["dm"],
+            "data.public_pool": "internal",
             "privacy.enabled": True,
         }
     )
@@ -89,6 +90,7 @@ def test_encode_and_experts_are_cached_across_runs(tiny_ag_news: Path, tmp_path:
         "method_options": QUICK_DP_OPTIONS["mtt"],
         "per_class": 3,
         "realize": "public-match",
+        "data.public_pool": "internal",
         "privacy.enabled": True,
         "privacy.epsilon": 3.0,
         "evaluation.seeds": 1,

@@ -21,6 +21,7 @@ def _sweep(data: Path) -> Sweep:
                     "spec": str(data),
                     "split_column": "split",
                     "label_names": list(AG_NEWS_LABELS),
+                    "public_pool": "internal",
                 },
                 "per_class": 2,
                 "evaluation": {

@@ -20,7 +20,9 @@ DP_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(DP_CASES))
-def test_dp_run_end_to_end(case: str, tiny_ag_news: Path, tmp_path: Path) -> None:
+def test_dp_run_end_to_end(
+    case: str, tiny_ag_news: Path, ag_news_pool: Path, tmp_path: Path
+) -> None:
     method, options, realization = DP_CASES[case]
     out = tmp_path / case
     args = [
@@ -37,6 +39,8 @@ def test_dp_run_end_to_end(case: str, tiny_ag_news: Path, tmp_path: Path) -> Non
         "2",
         "--realize",
         realization,
+        "--public-pool",
+        str(ag_news_pool),
         "--eval-seeds",
         "1",
         "--heads",
@@ -58,16 +62,15 @@ def test_dp_run_end_to_end(case: str, tiny_ag_news: Path, tmp_path: Path) -> Non
     assert privacy["epsilon"] <= 2.0
     assert "dp_sgd" in report["utility"]
 
-    frame = pd.read_csv(tiny_ag_news)
-    splits = json.loads((out / "private/splits.json").read_text())
-    pool = set(frame.text.iloc[splits["public"]])
-    members = set(frame.text.iloc[splits["members"]])
+    labeled = set(pd.read_csv(tiny_ag_news).text)
+    pool = set(pd.read_csv(ag_news_pool).text)
     released = [
         json.loads(line)["text"] for line in (out / "synthetic/data.jsonl").read_text().splitlines()
     ]
     assert len(released) == 12
-    assert all(text in pool for text in released)
-    assert not [text for text in released if text in members and text not in pool]
+    assert all(text in pool for text in released)  # only the external public pool's texts
+    assert not [text for text in released if text in labeled]
+    assert report["privacy"]["claim"]["status"] == "covered"
 
 
 def test_dp_refuses_private_records(
@@ -103,6 +106,8 @@ def test_dp_refuses_private_records(
             "2",
             "--delta",
             "0.5",
+            "--public-pool",
+            "internal",
             "--orchestrator",
             "local",
             "--out",
@@ -132,6 +137,7 @@ def test_privacy_noise_is_secret_not_derived_from_the_published_seed(
             "method": "dm",
             "method_options": QUICK_DP_OPTIONS["dm"],
             "realize": "public-match",
+            "data.public_pool": "internal",
             "privacy.enabled": True,
             "evaluation.seeds": 1,
             "evaluation.heads": ["linear"],

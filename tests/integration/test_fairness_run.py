@@ -57,11 +57,11 @@ def test_dp_balanced_run_on_the_demo_data(tmp_path: Path) -> None:
     argv = _run(
         "--config", str(config), "--data", "demo", "--method", "dm", "--fairness", "balanced",
         "--method-option", "iterations=30", "--method-option", "feature_maps=4",
-        "--epsilon", "4", "--audit", "none", out=out,
+        "--epsilon", "4", "--public-pool", "demo", "--audit", "none", out=out,
     )  # fmt: skip
     assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["schema_version"] == "1.1.0"
+    assert report["schema_version"] == "2.0.0"
     fairness = report["method"]["fairness"]
     assert fairness["mode"] == "balanced"
     assert fairness["group_columns"] == ["group"]

@@ -49,7 +49,7 @@ def test_dp_teacher_run_releases_its_selection_with_soft_labels(
     tiny_ag_news: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    report = _run(tiny_ag_news, out, "--epsilon", "2")
+    report = _run(tiny_ag_news, out, "--epsilon", "2", "--public-pool", "internal")
     assert report["method"]["name"] == "dpsgd-teacher"
     assert report["privacy"]["mode"] == "dp"
     tensors = load_file(str(out / "synthetic/embeddings.safetensors"))

@@ -12,6 +12,7 @@ from tdd_priv.cli import main
 from tdd_priv.config import RunConfig
 from tdd_priv.pipeline import run
 from tdd_priv.report import sign_run_folder
+from tdd_priv.report.claim import build_claim
 from tdd_priv.signing import (
     IN_TOTO_PAYLOAD_TYPE,
     SigningKey,
@@ -204,14 +205,10 @@ MECHANISMS = [
 def _resign_as_private(folder: Path, signer: Path, *, epsilon: float) -> None:
     """Turn the run's report into a DP one with a hand-made ledger, then sign it properly."""
     report = json.loads((folder / "report.json").read_text())
-    report["privacy"] = {
-        "mode": "dp",
-        "epsilon": epsilon,
-        "delta": 1e-5,
-        "accountant": "rdp",
-        "mechanisms": MECHANISMS,
-        "statement": "hand-made ledger",
-    }
+    summary = {"mode": "dp", "epsilon": epsilon, "delta": 1e-5, "accountant": "rdp"}
+    summary["mechanisms"] = MECHANISMS
+    claim = build_claim(summary=summary, members=100, pool_origin="external", released_texts=20)
+    report["privacy"] = {**summary, "statement": claim.statement, "claim": claim.to_json()}
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     sign_run_folder(folder, SigningKey(load_private_key(signer), signer, "--key"))
 

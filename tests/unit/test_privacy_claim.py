@@ -112,9 +112,10 @@ def test_a_dp_claim_can_never_sit_in_a_not_private_report() -> None:
 
 def test_old_reports_render_a_claim_derived_from_their_mode() -> None:
     old_private = PrivacyClaim.from_report(private_report())
-    assert old_private.status == "covered" and old_private.epsilon == private_report()[
-        "privacy"
-    ]["epsilon"]
+    assert (
+        old_private.status == "covered"
+        and old_private.epsilon == private_report()["privacy"]["epsilon"]
+    )
     old_plain = PrivacyClaim.from_report(non_private_report())
     assert old_plain.status == "not-private"
     assert "NOT PRIVATE" in render_markdown(non_private_report())
