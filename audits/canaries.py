@@ -1,52 +1,56 @@
 """The canary audit: insert m secret records, each with probability ½, and bound ε from below.
 
-1. `generate_canaries` makes m canary records from public texts — real-looking ("spliced": the
+1. `size_canaries` chooses m from the claimed ε: the smallest m of `CANARY_COUNTS` whose
+   ceiling (`canary_ceiling`: the bound a perfect attack would give) exceeds ε, up to a cap of a
+   quarter of the members; or none, saying why. With fewer canaries the audit cannot fail.
+2. `generate_canaries` makes m canary records from public texts — real-looking ("spliced": the
    first half of one public text joined to the second half of another) or random token strings
    ("random-tokens") — each with a uniformly random label, and draws which of them are inserted
    into the private training data (independently, probability ½). The pipeline inserts them and
-   records them in the run's `private/` folder.
-2. After the run, each canary gets a score (higher: more likely inserted) from the release.
-3. `epsilon_lower_bounds` turns scores and inclusions into empirical lower bounds on ε, at 95 %
-   confidence, two ways:
-   - Clopper–Pearson: guessing "inserted" for the top-k scores gives TP and FP counts; with
-     TPR ≥ TPR_lo and FPR ≤ FPR_hi (one-sided Clopper–Pearson, α/2 each), any (ε, δ)-DP release
-     has ε ≥ ln((TPR_lo − δ) / FPR_hi). It treats the canaries as independent trials, which holds
-     across separate runs but only approximately within one run.
-   - One run (Steinke, Nasr & Jagielski 2023, "Privacy Auditing with One (1) Training Run"):
-     under (ε, δ)-DP, r guesses about independently included canaries are right at most v times
-     except with probability P[Binomial(r, e^ε/(1+e^ε)) ≥ v] + 2mδ·max_i P[v−i ≤ Binomial < v]/i
-     (their Theorem 3 with Proposition 5's δ term). The bound is the largest ε whose p-value is
-     below 1 − confidence. Valid for a single run; this is the bound the verdict uses.
-   Both search a fixed grid of guess counts and pay for it with a Bonferroni correction, so the
-   stated confidence holds for the maximum.
+   records them in the run's private folder.
+3. After the run, each canary gets scores (higher: more likely inserted) from the release.
+4. `epsilon_lower_bound` turns scores and inclusions into an empirical lower bound on ε, at 95 %
+   confidence, with the one-run method of Steinke, Nasr & Jagielski (2023, "Privacy Auditing
+   with One (1) Training Run"): guess "inserted" for the k top scores and "not inserted" for the
+   k bottom ones, abstain on the rest; under (ε, δ)-DP, r = 2k guesses about independently
+   included canaries are right v or more times with probability at most
+   P[Binomial(r, e^ε/(1+e^ε)) ≥ v] + 2mδ·max_i P[v−i ≤ Binomial < v]/i (their Theorem 3 with
+   its δ term). The bound is the largest ε whose p-value is below the significance. A small,
+   fixed grid of k per score is searched, paid for by a Bonferroni correction.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import numpy as np
-from scipy import optimize, special, stats
+from scipy import optimize, special
 
 from audits.membership import attack_metrics, cross_entropy, nearest_similarity
 
 __all__ = [
+    "CANARY_COUNTS",
+    "CANARY_SCORES",
+    "MAX_CANARY_SHARE",
     "CanaryAudit",
     "CanaryDraw",
     "CanaryGenerator",
     "CanaryKind",
+    "CanarySizing",
     "EpsilonBound",
-    "EpsilonBounds",
-    "clopper_pearson_epsilon",
-    "epsilon_lower_bounds",
+    "Guess",
+    "canary_ceiling",
+    "epsilon_lower_bound",
     "generate_canaries",
     "guess_counts",
     "one_run_epsilon",
     "one_run_p_value",
+    "size_canaries",
 ]
 
 CanaryKind = Literal["spliced", "random-tokens"]
@@ -139,22 +143,58 @@ class CanaryGenerator:
             public_texts, count=count, num_classes=num_classes, seed=seed, kind=self.kind
         )
 
+    def size(self, *, epsilon: float | None, delta: float, members: int) -> CanarySizing:
+        """How many canaries a run claiming `epsilon` needs (see `size_canaries`)."""
+        return size_canaries(epsilon, delta=delta, members=members)
+
 
 # --- bounds --------------------------------------------------------------------------------------
+
+# The scores the auditor computes for every canary (see CanaryAudit); each is its own hypothesis.
+CANARY_SCORES: tuple[str, ...] = ("loss", "nearest_release")
+
+# Guesses per side as a share of m: k = m/8, m/4, 3m/8 "inserted" guesses at the top and as many
+# "not inserted" at the bottom (r = m/4, m/2, 3m/4 guesses). Why these three:
+# - every extra grid point splits the significance further (Bonferroni), lowering every bound:
+#   with 256 canaries at δ = 1e-5 a perfect attack shows ε ≥ 3.93 with one point per score,
+#   3.66 with these three, 3.38 with twelve;
+# - a perfect attack's bound grows with r, so the grid must reach far: 3m/8 per side is the
+#   largest k that a perfect attack still fills on both sides for almost every draw (the
+#   inserted count is m/2 ± √m/2; 3m/8 leaves m/8 of slack, two standard deviations at m = 64);
+# - an attack whose evidence lies only in the extremes (a few canaries clearly in or out) is
+#   served by the smaller k, where abstaining on the middle keeps wrong guesses out.
+GUESS_SHARES: tuple[float, ...] = (1 / 8, 1 / 4, 3 / 8)
+
+# The canary counts `size_canaries` chooses from: powers of two, so a run needs at most twice the
+# canaries its ε requires, and the choice is easy to reproduce.
+CANARY_COUNTS: tuple[int, ...] = tuple(2**p for p in range(4, 15))  # 16 ... 16,384
+
+# Canaries may be at most this share of the members (about half of them are inserted), so the
+# audit does not turn the training data into mostly canaries.
+MAX_CANARY_SHARE = 0.25
 
 
 def one_run_p_value(m: int, r: int, v: int, epsilon: float, delta: float) -> float:
     """P-value of v or more correct guesses out of r, about m canaries each included with
-    probability ½, if the release were (ε, δ)-DP (Steinke, Nasr & Jagielski 2023)."""
+    probability ½, if the release were (ε, δ)-DP (Steinke, Nasr & Jagielski 2023, Theorem 3)."""
     if not 0 <= v <= r <= m:
         raise ValueError(f"need 0 <= v <= r <= m, got v={v}, r={r}, m={m}")
     q = float(special.expit(epsilon))
-    beta = float(stats.binom.sf(v - 1, r, q))
+    beta = float(special.bdtrc(v - 1, r, q))  # P[Binomial(r, q) >= v]
     if delta == 0 or v == 0:
         return min(beta, 1.0)
-    i = np.arange(1, v + 1)
-    # P[v - i <= Binomial(r, q) < v] / i, maximised over i
-    alpha = float(np.max((stats.binom.sf(v - i - 1, r, q) - beta) / i))
+    # P[v - i <= Binomial(r, q) < v] / i, maximised over i = 1..v: sums of the pmf below v,
+    # from log-pmfs (one vectorised pass; a search calls this a few dozen times per bound)
+    j = np.arange(v)
+    log_pmf = (
+        special.gammaln(r + 1)
+        - special.gammaln(j + 1)
+        - special.gammaln(r - j + 1)
+        - j * np.logaddexp(0.0, -epsilon)  # j·log q
+        - (r - j) * np.logaddexp(0.0, epsilon)  # (r − j)·log(1 − q)
+    )
+    below = np.cumsum(np.exp(log_pmf[::-1]))  # [i − 1]: P[v − i <= B < v]
+    alpha = float(np.max(below / np.arange(1, v + 1)))
     return min(beta + alpha * delta * 2 * m, 1.0)
 
 
@@ -174,114 +214,201 @@ def one_run_epsilon(m: int, r: int, v: int, *, delta: float, significance: float
     return float(optimize.brentq(gap, 0.0, high, xtol=1e-6))
 
 
-def _cp_lower(k: int, n: int, alpha: float) -> float:
-    return 0.0 if k == 0 else float(stats.beta.ppf(alpha, k, n - k + 1))
+def guess_counts(m: int) -> tuple[int, ...]:
+    """The guesses per side tried for m canaries: m/8, m/4, 3m/8 (distinct, at least 1)."""
+    return tuple(sorted({max(1, int(m * share)) for share in GUESS_SHARES}))
 
 
-def _cp_upper(k: int, n: int, alpha: float) -> float:
-    return 1.0 if k == n else float(stats.beta.ppf(1 - alpha, k + 1, n - k))
+def _significance(m: int, confidence: float, scores: int) -> tuple[float, int]:
+    hypotheses = len(guess_counts(m)) * scores
+    return (1.0 - confidence) / hypotheses, hypotheses
 
 
-def clopper_pearson_epsilon(
-    true_positives: int,
-    n_in: int,
-    false_positives: int,
-    n_out: int,
+@functools.lru_cache(maxsize=1024)
+def canary_ceiling(
+    m: int,
     *,
     delta: float,
-    significance: float,
+    confidence: float = 0.95,
+    scores: int = len(CANARY_SCORES),
+    inserted: int | None = None,
 ) -> float:
-    """ε ≥ ln((TPR_lo − δ) / FPR_hi) with one-sided Clopper–Pearson bounds at significance/2 each
-    (0 when the bound says nothing)."""
-    tpr_low = _cp_lower(true_positives, n_in, significance / 2)
-    fpr_high = _cp_upper(false_positives, n_out, significance / 2)
-    if tpr_low <= delta:
+    """The largest lower bound on ε that m canaries can give: that of a perfect attack (every
+    score of an inserted canary above every other) on the guess grid, at δ and `confidence`,
+    the significance split over `scores` × grid hypotheses as in `epsilon_lower_bound`.
+
+    `inserted`: how many canaries the draw inserted (None: m/2, the balanced draw expected before
+    the draw; a perfect attack then fills every grid point). With an unbalanced draw a perfect
+    attack's k top guesses hold min(k, inserted) inserted canaries, so the ceiling may be lower.
+    """
+    if m < 1:
         return 0.0
-    return max(0.0, math.log((tpr_low - delta) / fpr_high))
+    n_in = m // 2 if inserted is None else inserted
+    significance, _ = _significance(m, confidence, scores)
+    return max(
+        one_run_epsilon(
+            m, 2 * k, min(k, n_in) + min(k, m - n_in), delta=delta, significance=significance
+        )
+        for k in guess_counts(m)
+    )
 
 
-def guess_counts(m: int) -> tuple[int, ...]:
-    """The fixed grid of "inserted" guesses tried: m/64, m/32, ..., m/2 (at least 1)."""
-    return tuple(sorted({max(1, m // d) for d in (64, 32, 16, 8, 4, 2)}))
+@dataclass(frozen=True)
+class CanarySizing:
+    """How many canaries a claim of ε needs, and why.
+
+    count: canaries to insert (0: none can settle the claim, or there is no claim); ceiling: the
+    ceiling at `count`, or at the largest count the cap allows when none suffices; cap: the most
+    canaries allowed (a share of the members); reason: one sentence for the report.
+    """
+
+    count: int
+    ceiling: float
+    epsilon: float | None
+    delta: float
+    members: int
+    cap: int
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "ceiling": self.ceiling,
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "members": self.members,
+            "cap": self.cap,
+            "counts_tried": list(CANARY_COUNTS),
+            "reason": self.reason,
+        }
+
+
+def size_canaries(
+    epsilon: float | None,
+    *,
+    delta: float,
+    members: int,
+    confidence: float = 0.95,
+    counts: Sequence[int] = CANARY_COUNTS,
+    max_share: float = MAX_CANARY_SHARE,
+) -> CanarySizing:
+    """The smallest count of `counts` whose `canary_ceiling` exceeds the claimed `epsilon`, with
+    at most `max_share` × `members` canaries; count 0 when none does or no ε is claimed (a run
+    without DP). δ: the run's δ (the ceiling falls as δ grows, so a δ at least as large as the
+    run's gives a count that suffices)."""
+    cap = int(members * max_share)
+    allowed = [m for m in sorted(counts) if m <= cap]
+
+    def sizing(count: int, ceiling: float, reason: str) -> CanarySizing:
+        return CanarySizing(count, ceiling, epsilon, delta, members, cap, reason)
+
+    if epsilon is None:
+        return sizing(0, 0.0, "no ε is claimed (the run is not differentially private)")
+    where = f"at δ = {delta:.3g} and {confidence:.0%} confidence"
+    if not allowed:
+        return sizing(
+            0,
+            0.0,
+            f"even the smallest count, {min(counts)}, exceeds the cap of {cap} canaries "
+            f"({max_share:g} of {members} members)",
+        )
+    best, best_m = 0.0, allowed[0]
+    for m in allowed:
+        ceiling = canary_ceiling(m, delta=delta, confidence=confidence)
+        if ceiling > epsilon:
+            return sizing(
+                m,
+                ceiling,
+                f"m = {m}: the smallest count of {', '.join(map(str, counts))} whose ceiling "
+                f"({ceiling:.3g}) exceeds the claimed ε = {epsilon:g} {where}",
+            )
+        if ceiling > best:
+            best, best_m = ceiling, m
+    beyond = " (more canaries lower it: the bound's δ term grows with m)"
+    return sizing(
+        0,
+        best,
+        f"no count up to the cap of {cap} canaries ({max_share:g} of {members} members) can "
+        f"show ε above {epsilon:g} {where}: the best, m = {best_m}, reaches {best:.3g}"
+        + (beyond if best_m < allowed[-1] else ""),
+    )
+
+
+@dataclass(frozen=True)
+class Guess:
+    """One two-sided guess: the `guessed_in` top scores guessed "inserted", the `guessed_out`
+    bottom ones "not inserted", `correct` of the r = guessed_in + guessed_out right."""
+
+    guessed_in: int
+    guessed_out: int
+    correct: int
+    score: str
+
+    @property
+    def guesses(self) -> int:
+        return self.guessed_in + self.guessed_out
 
 
 @dataclass(frozen=True)
 class EpsilonBound:
-    """One lower bound on ε and the guess that gave it: the top `guesses` scores guessed
-    "inserted", `correct` of them were."""
+    """The best one-run lower bound on ε over the grid, the guess that gave it, and the ceiling
+    (the bound had a perfect attack made the guesses, for this draw)."""
 
     epsilon: float
-    guesses: int
-    correct: int
-    score: str
+    guess: Guess
+    ceiling: float
+    confidence: float
+    delta: float
+    hypotheses: int
 
     def to_json(self) -> dict[str, Any]:
         return {
             "epsilon": self.epsilon,
-            "guesses": self.guesses,
-            "correct": self.correct,
-            "score": self.score,
+            "guesses": self.guess.guesses,
+            "guessed_in": self.guess.guessed_in,
+            "guessed_out": self.guess.guessed_out,
+            "correct": self.guess.correct,
+            "score": self.guess.score,
         }
 
 
-@dataclass(frozen=True)
-class EpsilonBounds:
-    """The best bound of each kind; `ceiling`: the one-run bound had every guess been right
-    (no audit with these m canaries can show more)."""
-
-    one_run: EpsilonBound
-    clopper_pearson: EpsilonBound
-    confidence: float
-    delta: float
-    hypotheses: int  # Bonferroni: the significance was split over this many
-    ceiling: float
-
-
-def epsilon_lower_bounds(
-    scores: dict[str, np.ndarray] | np.ndarray,
+def epsilon_lower_bound(
+    scores: Mapping[str, np.ndarray] | np.ndarray,
     included: np.ndarray,
     *,
     delta: float,
     confidence: float = 0.95,
-) -> EpsilonBounds:
-    """Lower bounds on ε at `confidence` from canary scores (higher: guessed inserted).
+) -> EpsilonBound:
+    """A lower bound on ε at `confidence` from canary scores (m,) (higher: guessed inserted) and
+    the inclusions (m,) bool.
 
     `scores` may hold several score kinds (name -> (m,)); every kind and every guess count of
     `guess_counts(m)` is a hypothesis, and the significance is split over all of them.
     """
     included = np.asarray(included, dtype=bool)
-    by_kind = scores if isinstance(scores, dict) else {"score": scores}
-    m, n_in = included.size, int(included.sum())
-    n_out = m - n_in
+    by_kind = scores if isinstance(scores, Mapping) else {"score": scores}
+    m = included.size
     grid = guess_counts(m)
-    hypotheses = len(grid) * len(by_kind)
-    significance = (1.0 - confidence) / hypotheses
-    best_one_run = EpsilonBound(0.0, 0, 0, next(iter(by_kind)))
-    best_cp = best_one_run
+    significance, hypotheses = _significance(m, confidence, len(by_kind))
+    best_epsilon, best = 0.0, Guess(0, 0, 0, next(iter(by_kind)))
+    # ties broken at random but reproducibly, so that equal scores carry no information
+    tiebreak = np.random.default_rng(m).random(m)
     for name, values in by_kind.items():
         values = np.asarray(values, dtype=np.float64)
         if values.shape != included.shape:
             raise ValueError(f"scores {name!r} {values.shape} and inclusion {included.shape}")
-        # ties broken at random but reproducibly, so that equal scores carry no information
-        order = np.lexsort((np.random.default_rng(m).random(m), -values))
-        hits = np.cumsum(included[order])
+        order = np.lexsort((tiebreak, -values))  # highest score first
+        top_hits = np.cumsum(included[order])
+        bottom_hits = np.cumsum(~included[order[::-1]])
         for k in grid:
-            v = int(hits[k - 1])
-            eps = one_run_epsilon(m, k, v, delta=delta, significance=significance)
-            if eps > best_one_run.epsilon:
-                best_one_run = EpsilonBound(eps, k, v, name)
-            if n_in and n_out:
-                eps = clopper_pearson_epsilon(
-                    v, n_in, k - v, n_out, delta=delta, significance=significance
-                )
-                if eps > best_cp.epsilon:
-                    best_cp = EpsilonBound(eps, k, v, name)
-    reachable = [k for k in grid if k <= n_in]
-    ceiling = max(
-        (one_run_epsilon(m, k, k, delta=delta, significance=significance) for k in reachable),
-        default=0.0,
+            v = int(top_hits[k - 1] + bottom_hits[k - 1])
+            epsilon = one_run_epsilon(m, 2 * k, v, delta=delta, significance=significance)
+            if epsilon > best_epsilon:
+                best_epsilon, best = epsilon, Guess(k, k, v, name)
+    ceiling = canary_ceiling(
+        m, delta=delta, confidence=confidence, scores=len(by_kind), inserted=int(included.sum())
     )
-    return EpsilonBounds(best_one_run, best_cp, confidence, delta, hypotheses, ceiling)
+    return EpsilonBound(best_epsilon, best, ceiling, confidence, delta, hypotheses)
 
 
 # --- the auditor -------------------------------------------------------------------------------
@@ -290,9 +417,11 @@ def epsilon_lower_bounds(
 class CanaryAudit:
     """Scores the run's canaries against its release and bounds ε from below.
 
-    Two scores per canary, fixed in advance: −loss of the canary's (random) label under a model
-    trained on the released vectors, and the largest cosine similarity of the canary to any
-    released vector or text. Returns no section when the run has no canaries.
+    Two scores per canary, fixed in advance (`CANARY_SCORES`): −loss of the canary's (random)
+    label under a model trained on the released vectors, and the largest cosine similarity of the
+    canary to any released vector or text. The section carries the bound, its ceiling, m, the
+    guesses and why m was chosen. Without canaries it returns no section, unless the run claims
+    an ε that no affordable number of canaries could check: then it says so (ceiling 0).
     """
 
     name = "canary"
@@ -300,10 +429,40 @@ class CanaryAudit:
     def __init__(self, *, confidence: float = 0.95) -> None:
         self.confidence = confidence
 
+    def _sizing(self, context: Any, m: int) -> dict[str, Any]:
+        plan = context.canary_plan
+        if plan is None:
+            return {"requested": m, "reason": f"m = {m}: the run's canaries"}
+        if plan.requested is not None:
+            ceiling = canary_ceiling(plan.requested, delta=plan.delta, confidence=self.confidence)
+            return {
+                "requested": plan.requested,
+                "ceiling": ceiling,
+                "epsilon": plan.epsilon,
+                "delta": plan.delta,
+                "reason": f"m = {plan.requested}: as configured (audit.canaries)",
+            }
+        sizing = size_canaries(
+            plan.epsilon, delta=plan.delta, members=plan.members, confidence=self.confidence
+        )
+        return {"requested": "auto", **sizing.to_json()}
+
     def __call__(self, context: Any) -> dict[str, Any]:
-        canaries = context.canaries
-        if canaries is None or len(canaries.texts) == 0:
-            return {}
+        canaries, plan = context.canaries, context.canary_plan
+        m = 0 if canaries is None else len(canaries.texts)
+        if m == 0:
+            if plan is None or plan.requested is not None or plan.epsilon is None:
+                return {}
+            return {
+                "epsilon_lower_bound": None,
+                "epsilon_ceiling": 0.0,
+                "confidence": self.confidence,
+                "delta": context.delta,
+                "canaries": 0,
+                "inserted": 0,
+                "sizing": self._sizing(context, 0),
+                "note": "No canaries were inserted: none could have shown the claimed ε.",
+            }
         release = context.release
         probabilities = context.fit_predict(
             release.vectors, release.targets, canaries.embeddings, context.seed
@@ -314,20 +473,28 @@ class CanaryAudit:
             "nearest_release": nearest_similarity(canaries.embeddings, released),
         }
         included = np.asarray(canaries.included, dtype=bool)
-        bounds = epsilon_lower_bounds(
+        bound = epsilon_lower_bound(
             scores, included, delta=context.delta, confidence=self.confidence
         )
         section: dict[str, Any] = {
-            "epsilon_lower_bound": bounds.one_run.epsilon,
-            "epsilon_lower_bound_clopper_pearson": bounds.clopper_pearson.epsilon,
-            "confidence": bounds.confidence,
-            "delta": bounds.delta,
-            "canaries": int(included.size),
+            "epsilon_lower_bound": bound.epsilon,
+            "epsilon_ceiling": bound.ceiling,
+            "confidence": bound.confidence,
+            "delta": bound.delta,
+            "canaries": m,
             "inserted": int(included.sum()),
-            "one_run": bounds.one_run.to_json(),
-            "clopper_pearson": bounds.clopper_pearson.to_json(),
-            "hypotheses": bounds.hypotheses,
-            "epsilon_ceiling": bounds.ceiling,
+            "one_run": bound.to_json(),
+            "grid": {
+                "guesses_per_side": list(guess_counts(m)),
+                "scores": list(scores),
+                "hypotheses": bound.hypotheses,
+            },
+            "sizing": self._sizing(context, m),
+            "note": (
+                "One-run bound (Steinke, Nasr & Jagielski 2023): the k top scores guessed "
+                "inserted, the k bottom ones not, the rest abstained; the ceiling is the bound a "
+                "perfect attack would give with these canaries."
+            ),
         }
         if included.any() and not included.all():
             section["auc"] = {

@@ -12,7 +12,15 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["Canaries", "FitPredict", "Records", "Release", "RunArtifacts", "ShadowRelease"]
+__all__ = [
+    "Canaries",
+    "CanaryPlan",
+    "FitPredict",
+    "Records",
+    "Release",
+    "RunArtifacts",
+    "ShadowRelease",
+]
 
 # (train_x (n, d), train_targets (n, C) one-hot or soft, eval_x (k, d), seed) -> (k, C)
 # class probabilities of a model trained on the first set, evaluated on the second.
@@ -25,8 +33,9 @@ ShadowRelease = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 
 class Records(Protocol):
-    """Rows of one split. ids: (n,) row ids in the source data (safe to report); texts;
-    embeddings (n, d) L2-normalised; labels (n,) int; groups: column -> (n,) group names."""
+    """Rows of one split. ids: (n,) row ids in the source data (never to be reported: they point
+    at private rows); texts; embeddings (n, d) L2-normalised; labels (n,) int; groups: column ->
+    (n,) group names."""
 
     @property
     def ids(self) -> np.ndarray: ...
@@ -42,7 +51,10 @@ class Records(Protocol):
 
 class Release(Protocol):
     """What the run released: texts with labels and their embeddings (m, d), and the synthetic
-    vectors (m', d) with their training targets (m', C)."""
+    vectors (m', d) with their training targets (m', C). source: where the texts come from,
+    "public" (an external public pool), "internal-pool" (rows of the labeled data), "private"
+    (member records) or "external" (made outside tdd-priv); may_contain_private_rows: False only
+    for a DP release from an external public pool."""
 
     @property
     def texts(self) -> Sequence[str]: ...
@@ -54,6 +66,10 @@ class Release(Protocol):
     def vectors(self) -> np.ndarray: ...
     @property
     def targets(self) -> np.ndarray: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def may_contain_private_rows(self) -> bool: ...
 
 
 class Canaries(Protocol):
@@ -69,13 +85,29 @@ class Canaries(Protocol):
     def included(self) -> np.ndarray: ...
 
 
+class CanaryPlan(Protocol):
+    """How the canaries were counted: requested (an explicit count; None: sized from the claimed
+    ε), epsilon (the claimed ε; None without DP), and the δ and member count the sizing used."""
+
+    @property
+    def requested(self) -> int | None: ...
+    @property
+    def epsilon(self) -> float | None: ...
+    @property
+    def delta(self) -> float: ...
+    @property
+    def members(self) -> int: ...
+
+
 class RunArtifacts(Protocol):
     """Everything an auditor may look at.
 
     members: private training records (canaries excluded); nonmembers: the held-out audit
-    split; test: the test split; release: the released set; canaries: None when none were
-    inserted; delta: the δ empirical privacy bounds use; shadows: how many shadow re-runs a
-    membership audit may make (0: none); shadow_release: None when shadow re-runs are off.
+    split; test: the test split; pool: labeled rows used as an internal public pool (None for an
+    external pool); release: the released set; canaries: None when none were inserted;
+    canary_plan: how they were counted (None without a canary audit); delta: the δ empirical
+    privacy bounds use; shadows: how many shadow re-runs a membership audit may make (0: none);
+    shadow_release: None when shadow re-runs are off.
     """
 
     @property
@@ -89,9 +121,13 @@ class RunArtifacts(Protocol):
     @property
     def test(self) -> Records: ...
     @property
+    def pool(self) -> Records | None: ...
+    @property
     def release(self) -> Release: ...
     @property
     def canaries(self) -> Canaries | None: ...
+    @property
+    def canary_plan(self) -> CanaryPlan | None: ...
     @property
     def delta(self) -> float: ...
     @property

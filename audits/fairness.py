@@ -300,11 +300,17 @@ class FairnessAudit:
             "min_group_size": self.min_group_size,
             "confidence": self.confidence,
         }
-        # Headline gaps: the worst over the group views, for the model trained on the release.
+        # Headline gaps: the worst over the group views, for the model trained on the release,
+        # with the bootstrap interval of the view that gave it.
+        intervals: dict[str, list[float] | None] = {}
         for gap in _GAPS:
-            values = [v["synthetic"].get(gap) for v in views.values()]
-            present = [v for v in values if v is not None]
-            if gap in next(iter(views.values()))["synthetic"]:
-                section[gap] = max(present) if present else None
+            if gap not in next(iter(views.values()))["synthetic"]:
+                continue
+            reports = [view["synthetic"] for view in views.values()]
+            present = [report for report in reports if report.get(gap) is not None]
+            worst = max(present, key=lambda report: report[gap], default=None)
+            section[gap] = None if worst is None else worst[gap]
+            intervals[gap] = None if worst is None else worst["confidence_intervals"].get(gap)
+        section["confidence_intervals"] = intervals
         section["by"] = views
         return section

@@ -1,14 +1,19 @@
-"""Leakage: released texts that copy or nearly copy private training records.
+"""Leakage: released texts that copy or nearly copy rows of the user's labeled data.
 
-Three views of "the same text", from strict to loose:
+Every released text is compared with every labeled row the run holds, part by part: members,
+held-out audit rows, test rows, the internal pool's rows (when the public pool was cut from the
+labeled data) and the canaries. Three views of "the same text", from strict to loose:
 - exact: equal after normalisation (Unicode NFKC, case folding, whitespace collapsed), by hash;
 - near (lexical): Jaccard similarity of character n-gram sets (default 5-grams) at least 0.8;
 - near (semantic): cosine similarity of sentence embeddings at least 0.95.
-And one distributional test, distance to closest record (DCR): if the release does not depend on
-which records are members, a released text's nearest record among members ∪ held-out records is
-a member with probability n_members / (n_members + n_held_out). Far more often means leakage.
+And one distributional test, distance to closest record (DCR): does the release depend on which
+records are members? The share of released texts whose nearest record among members ∪ held-out
+records is a member is compared with its distribution when the member/held-out labels are
+permuted among those records within each class (a permutation test over records: released texts
+that share a nearest record are not counted as independent evidence).
 
-The section reports counts and the ids of the worst cases (never the private texts).
+The section reports counts, the part each worst case is closest to and the similarities: never
+a private text and never a row id.
 """
 
 from __future__ import annotations
@@ -21,15 +26,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import sparse, stats
+from scipy import sparse
 from sklearn.feature_extraction.text import HashingVectorizer
 
 __all__ = [
     "DistanceTest",
     "LeakageAudit",
     "Nearest",
+    "PartMatches",
     "distance_to_closest_record",
     "exact_matches",
+    "match_part",
     "nearest_by_cosine",
     "nearest_by_ngram_jaccard",
     "normalize_text",
@@ -124,49 +131,171 @@ class DistanceTest:
     """Distance to closest record of each released text, members vs held-out records.
 
     nearest_is_member_share: share of released texts whose nearest record (cosine) among
-    members ∪ held-out is a member; expected_share: that share if the release did not depend on
-    membership; p_value: one-sided binomial test of "more often than expected".
+    members ∪ held-out is a member; expected_share: its mean when member/held-out labels are
+    permuted among the records within each class; p_value: (1 + #{permutations with a share ≥
+    the observed one}) / (permutations + 1); p_value_floor: the p-value had every released text's
+    nearest record been a member, the smallest this test can give for this release (at or above
+    a threshold, the test cannot fail); nearest_records: how many distinct records are nearest
+    to some released text (the test's effective sample size).
     """
 
     nearest_is_member_share: float
     expected_share: float
     p_value: float
+    p_value_floor: float
+    permutations: int
+    nearest_records: int
     median_distance_to_members: float
     median_distance_to_held_out: float
 
-    def to_json(self) -> dict[str, float]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "nearest_is_member_share": self.nearest_is_member_share,
             "expected_share": self.expected_share,
             "p_value": self.p_value,
+            "p_value_floor": self.p_value_floor,
+            "permutations": self.permutations,
+            "nearest_records": self.nearest_records,
             "median_distance_to_members": self.median_distance_to_members,
             "median_distance_to_held_out": self.median_distance_to_held_out,
+            "test": "permutation of member/held-out labels among the records, within each class",
         }
 
 
+def _permuted_shares(
+    nearest: np.ndarray,
+    is_member: np.ndarray,
+    labels: np.ndarray,
+    *,
+    permutations: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """(permutations,) share of released texts whose nearest record is a member, each under a
+    random permutation of the member flags among the records of each class.
+
+    Only the records that are nearest to some released text matter: under a permutation within
+    a class, their member flags are a draw without replacement from that class's flags, made here
+    one record at a time for all permutations at once.
+    """
+    records, counts = np.unique(nearest, return_counts=True)
+    shares = np.zeros(permutations)
+    for label in np.unique(labels[records]):
+        in_class = labels == label
+        remaining = int(in_class.sum())
+        members_left = np.full(permutations, is_member[in_class].sum())
+        for count in counts[labels[records] == label]:
+            drawn = rng.random(permutations) < members_left / remaining
+            shares += drawn * count
+            members_left = members_left - drawn
+            remaining -= 1
+    return shares / len(nearest)
+
+
 def distance_to_closest_record(
-    released: np.ndarray, members: np.ndarray, held_out: np.ndarray
+    released: np.ndarray,
+    members: np.ndarray,
+    held_out: np.ndarray,
+    *,
+    member_labels: np.ndarray | None = None,
+    held_out_labels: np.ndarray | None = None,
+    permutations: int = 999,
+    seed: int = 0,
 ) -> DistanceTest:
-    """The DCR test for released embeddings (m, d) against member and held-out embeddings.
-    Distances are cosine distances, 1 − cosine similarity."""
+    """The DCR permutation test for released embeddings (m, d) against member (n1, d) and
+    held-out (n2, d) embeddings; labels (n1,), (n2,) stratify the permutations by class (None:
+    one stratum). Distances are cosine distances, 1 − cosine similarity. Seeded."""
     if len(released) == 0 or len(members) == 0 or len(held_out) == 0:
         raise ValueError("the distance test needs released, member and held-out records")
-    to_members = nearest_by_cosine(released, members).similarity
-    to_held_out = nearest_by_cosine(released, held_out).similarity
-    closer = int(np.sum(to_members > to_held_out))
-    expected = len(members) / (len(members) + len(held_out))
+    if permutations < 1:
+        raise ValueError(f"permutations must be at least 1, got {permutations}")
+    to_members = nearest_by_cosine(released, members)
+    to_held_out = nearest_by_cosine(released, held_out)
+    member_is_nearer = to_members.similarity > to_held_out.similarity
+    nearest = np.where(member_is_nearer, to_members.index, len(members) + to_held_out.index)
+    is_member = np.arange(len(members) + len(held_out)) < len(members)
+    if member_labels is None or held_out_labels is None:
+        labels = np.zeros(len(is_member), dtype=np.int64)
+    else:
+        labels = np.concatenate([np.asarray(member_labels), np.asarray(held_out_labels)])
+    shares = _permuted_shares(
+        nearest,
+        is_member,
+        labels,
+        permutations=permutations,
+        rng=np.random.default_rng([seed, 17]),
+    )
+    observed = float(member_is_nearer.mean())
+    tolerance = 1e-12  # shares are sums of counts / m: equal values must compare equal
+
+    def p_value(share: float) -> float:
+        return float((1 + np.sum(shares >= share - tolerance)) / (permutations + 1))
+
     return DistanceTest(
-        nearest_is_member_share=closer / len(released),
-        expected_share=expected,
-        p_value=float(stats.binomtest(closer, len(released), expected, "greater").pvalue),
-        median_distance_to_members=float(np.median(1.0 - to_members)),
-        median_distance_to_held_out=float(np.median(1.0 - to_held_out)),
+        nearest_is_member_share=observed,
+        expected_share=float(shares.mean()),
+        p_value=p_value(observed),
+        p_value_floor=p_value(1.0),
+        permutations=permutations,
+        nearest_records=int(np.unique(nearest).size),
+        median_distance_to_members=float(np.median(1.0 - to_members.similarity)),
+        median_distance_to_held_out=float(np.median(1.0 - to_held_out.similarity)),
     )
 
 
+@dataclass(frozen=True)
+class PartMatches:
+    """The released texts (m,) against one part of the labeled rows: exact (m,) bool, and the
+    best n-gram Jaccard and embedding cosine (m,) against any row of the part."""
+
+    records: int
+    exact: np.ndarray
+    ngram_jaccard: np.ndarray
+    embedding_cosine: np.ndarray
+
+    def near(self, *, jaccard: float, cosine: float) -> tuple[np.ndarray, np.ndarray]:
+        """(near by n-grams, near by embeddings), each (m,) bool and excluding exact matches."""
+        return (
+            (self.ngram_jaccard >= jaccard) & ~self.exact,
+            (self.embedding_cosine >= cosine) & ~self.exact,
+        )
+
+
+def match_part(
+    texts: Sequence[str],
+    embeddings: np.ndarray,
+    record_texts: Sequence[str],
+    record_embeddings: np.ndarray,
+    *,
+    ngram: int = 5,
+) -> PartMatches:
+    """Released texts (m,) and embeddings (m, d) against one part's rows (n,) and (n, d)."""
+    exact = np.zeros(len(texts), dtype=bool)
+    exact[[i for i, _ in exact_matches(texts, record_texts)]] = True
+    lexical = nearest_by_ngram_jaccard(texts, record_texts, n=ngram)
+    semantic = nearest_by_cosine(embeddings, record_embeddings)
+    return PartMatches(len(record_texts), exact, lexical.similarity, semantic.similarity)
+
+
+def _labeled_parts(context: Any) -> dict[str, tuple[Sequence[str], np.ndarray]]:
+    """Part name -> (texts, embeddings) of every labeled row the run holds."""
+    parts = {
+        "members": context.members,
+        "held_out": context.nonmembers,
+        "test": context.test,
+        "internal_pool": context.pool,
+        "canaries": context.canaries,
+    }
+    return {
+        name: (records.texts, records.embeddings)
+        for name, records in parts.items()
+        if records is not None and len(records.texts)
+    }
+
+
 class LeakageAudit:
-    """Exact and near duplicates of private training records among the released texts, and
-    the distance-to-closest-record test. Reports counts and ids only."""
+    """Released texts against every labeled row (members, held-out, test, internal pool,
+    canaries): exact and near duplicates per part, and the distance-to-closest-record
+    permutation test. Reports counts, parts and similarities: no texts, no row ids."""
 
     name = "leakage"
 
@@ -177,50 +306,92 @@ class LeakageAudit:
         cosine_threshold: float = 0.95,
         ngram: int = 5,
         worst: int = 5,
+        permutations: int = 999,
     ) -> None:
         self.jaccard_threshold = jaccard_threshold
         self.cosine_threshold = cosine_threshold
         self.ngram = ngram
         self.worst = worst
+        self.permutations = permutations
 
     def __call__(self, context: Any) -> dict[str, Any]:
-        members, release = context.members, context.release
-        private_ids = np.asarray(members.ids)
-        exact = exact_matches(release.texts, members.texts)
-        exact_rows = {i for i, _ in exact}
-        not_exact = ~np.isin(np.arange(len(release.texts)), list(exact_rows))
-        lexical = nearest_by_ngram_jaccard(release.texts, members.texts, n=self.ngram)
-        semantic = nearest_by_cosine(release.text_embeddings, members.embeddings)
-        near_lexical = (lexical.similarity >= self.jaccard_threshold) & not_exact
-        near_semantic = (semantic.similarity >= self.cosine_threshold) & not_exact
-        severity = np.maximum(lexical.similarity, semantic.similarity)
-        order = np.argsort(-severity, kind="stable")[: self.worst]
+        release = context.release
+        m = len(release.texts)
+        parts = {
+            name: match_part(
+                release.texts, release.text_embeddings, texts, embeddings, ngram=self.ngram
+            )
+            for name, (texts, embeddings) in _labeled_parts(context).items()
+        }
+        exact = np.zeros(m, dtype=bool)
+        near_lexical, near_semantic = np.zeros(m, dtype=bool), np.zeros(m, dtype=bool)
+        by_part: dict[str, dict[str, int]] = {}
+        for name, matches in parts.items():
+            lexical, semantic = matches.near(
+                jaccard=self.jaccard_threshold, cosine=self.cosine_threshold
+            )
+            exact |= matches.exact
+            near_lexical |= lexical
+            near_semantic |= semantic
+            by_part[name] = {
+                "records": matches.records,
+                "exact": int(matches.exact.sum()),
+                "near": int((lexical | semantic).sum()),
+                "near_ngram": int(lexical.sum()),
+                "near_embedding": int(semantic.sum()),
+            }
+        near_lexical &= ~exact
+        near_semantic &= ~exact
         section: dict[str, Any] = {
-            "exact_duplicates": len(exact),
-            "near_duplicates": int(np.sum(near_lexical | near_semantic)),
+            "released": m,
+            "release_source": release.source,
+            "may_contain_private_rows": bool(release.may_contain_private_rows),
+            "exact_duplicates": int(exact.sum()),
+            "near_duplicates": int((near_lexical | near_semantic).sum()),
             "near_duplicates_ngram": int(near_lexical.sum()),
             "near_duplicates_embedding": int(near_semantic.sum()),
-            "released": len(release.texts),
+            "by_part": by_part,
             "thresholds": {
                 "ngram_jaccard": self.jaccard_threshold,
                 "embedding_cosine": self.cosine_threshold,
                 "ngram": self.ngram,
             },
-            "worst": [
-                {
-                    "released_index": int(i),
-                    "private_id": int(private_ids[lexical.index[i]])
-                    if lexical.similarity[i] >= semantic.similarity[i]
-                    else int(private_ids[semantic.index[i]]),
-                    "ngram_jaccard": float(lexical.similarity[i]),
-                    "embedding_cosine": float(semantic.similarity[i]),
-                    "exact": int(i) in exact_rows,
-                }
-                for i in order
-            ],
+            "worst": self._worst(parts, m),
         }
-        if len(context.nonmembers.embeddings) and len(release.text_embeddings):
+        nonmembers = context.nonmembers
+        if len(nonmembers.embeddings) and len(context.members.embeddings) and m:
             section["distance_to_closest_record"] = distance_to_closest_record(
-                release.text_embeddings, members.embeddings, context.nonmembers.embeddings
+                release.text_embeddings,
+                context.members.embeddings,
+                nonmembers.embeddings,
+                member_labels=context.members.labels,
+                held_out_labels=nonmembers.labels,
+                permutations=self.permutations,
+                seed=context.seed,
             ).to_json()
         return section
+
+    def _worst(self, parts: dict[str, PartMatches], m: int) -> list[dict[str, Any]]:
+        """The released texts closest to some labeled row: index, part, similarities."""
+        if not parts or m == 0:
+            return []
+        names = list(parts)
+        # (parts, m): exact matches first, then the larger of the two similarities
+        severity = np.stack(
+            [
+                np.maximum(p.ngram_jaccard, p.embedding_cosine) + 2.0 * p.exact
+                for p in parts.values()
+            ]
+        )
+        closest = severity.argmax(axis=0)
+        order = np.argsort(-severity.max(axis=0), kind="stable")[: self.worst]
+        return [
+            {
+                "released_index": int(i),
+                "closest_part": names[closest[i]],
+                "ngram_jaccard": float(parts[names[closest[i]]].ngram_jaccard[i]),
+                "embedding_cosine": float(parts[names[closest[i]]].embedding_cosine[i]),
+                "exact": bool(parts[names[closest[i]]].exact[i]),
+            }
+            for i in order
+        ]

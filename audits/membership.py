@@ -112,14 +112,18 @@ def _masked_moments(
     """Per-column mean and standard deviation of `values` where `mask` (k, n); count per column.
 
     With `fixed_variance`, one pooled standard deviation (of the deviations from each column's
-    own mean) is used for every column. Columns without any entry get NaN.
+    own mean) is used for every column: the squared deviations are divided by the number of
+    entries minus the number of column means fitted from them, so it is unbiased however many
+    columns share it. Columns without any entry get NaN.
     """
     counts = mask.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(mask, values, 0.0).sum(axis=0) / counts
         deviations = np.where(mask, values - mean, 0.0)
         if fixed_variance:
-            pooled = np.sqrt((deviations**2).sum() / max(int(counts.sum()) - 1, 1))
+            fitted_means = int(np.count_nonzero(counts))
+            freedom = max(int(counts.sum()) - fitted_means, 1)
+            pooled = np.sqrt((deviations**2).sum() / freedom)
             std = np.full(values.shape[1], pooled)
         else:
             std = np.sqrt((deviations**2).sum(axis=0) / np.maximum(counts - 1, 1))
@@ -261,7 +265,8 @@ class AttackMetrics:
 
     auc: area under the ROC (0.5 = chance); balanced_accuracy: the best (TPR + TNR) / 2 over
     thresholds; tpr_at_fpr: {FPR: TPR} at low FPRs (0.1 %, 1 %); min_fpr: 1 / n_nonmembers, the
-    smallest non-zero FPR these non-members can resolve.
+    smallest non-zero FPR these non-members can resolve. A TPR at an FPR below min_fpr is the
+    TPR at zero false positives: a lower estimate, not a measurement (`measurable`).
     """
 
     auc: float
@@ -274,6 +279,10 @@ class AttackMetrics:
     @property
     def min_fpr(self) -> float:
         return 1.0 / self.n_nonmembers
+
+    def measurable(self, fpr: float) -> bool:
+        """Whether these non-members resolve `fpr`: at least one false positive fits in it."""
+        return fpr * self.n_nonmembers >= 1.0 - 1e-9
 
     @property
     def auc_interval(self) -> tuple[float, float]:
@@ -292,7 +301,16 @@ class AttackMetrics:
         }
         for fpr, tpr in self.tpr_at_fpr.items():
             payload[f"tpr_at_{_percent(fpr)}_fpr"] = tpr
-        payload.update(n_members=self.n_members, n_nonmembers=self.n_nonmembers)
+        payload.update(n_members=self.n_members, n_nonmembers=self.n_nonmembers, power=self.power())
+        return payload
+
+    def power(self) -> dict[str, Any]:
+        """What these sample sizes can detect: the lowest measurable FPR, and whether each TPR
+        at a low FPR is measured (at least one non-member's worth of false positives) or only a
+        lower estimate (the TPR at zero false positives)."""
+        payload: dict[str, Any] = {"min_fpr": self.min_fpr}
+        for fpr in self.tpr_at_fpr:
+            payload[f"tpr_at_{_percent(fpr)}_fpr_measurable"] = self.measurable(fpr)
         return payload
 
 
@@ -420,7 +438,9 @@ class MembershipAudit:
             "roc": {name: m.roc.to_json() for name, m in metrics.items()},
             "note": (
                 "Target: a linear head trained on the released vectors. The headline is the "
-                "strongest of the attacks (chosen after the fact, so slightly optimistic)."
+                "strongest of the attacks (chosen after the fact, so slightly optimistic). A TPR "
+                "at an FPR below min_fpr is the TPR at zero false positives, a lower estimate "
+                "(power)."
             ),
         }
 

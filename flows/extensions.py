@@ -67,7 +67,8 @@ def auditors(audit: AuditConfig) -> tuple[Auditor, ...]:
 
 
 def canary_maker(audit: AuditConfig) -> CanaryMaker | None:
-    """The canary maker of `audit.canary_kind` when the run inserts canaries."""
+    """The canary maker of `audit.canary_kind` when the run may insert canaries (a count, or
+    canaries sized from the claimed ε by `audits.canaries.size_canaries`)."""
     if audit.canary_count == 0:
         return None
     if audit.canary_kind not in CANARY_KINDS:

@@ -27,8 +27,10 @@ from tdd_priv.heads import DEFAULT_TRAINING, HeadTraining, LabeledArrays, train_
 __all__ = [
     "AuditContext",
     "AuditRecords",
+    "CanaryPlan",
     "CanaryRecords",
     "FitPredict",
+    "ReleaseSource",
     "ReleasedSet",
     "ShadowRelease",
     "fit_predict_proba",
@@ -38,13 +40,17 @@ __all__ = [
 FitPredict = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
 ShadowRelease = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 AuditLevel = Literal["basic", "full"]
+# Where the released texts come from: "public", an external public pool; "internal-pool", rows of
+# the user's own labeled data used as a pool (an explicit opt-in, unprotected); "private", member
+# records (a coreset); "external", a release made outside tdd-priv and audited here.
+ReleaseSource = Literal["public", "internal-pool", "private", "external"]
 
 
 @dataclass(frozen=True)
 class AuditRecords:
-    """Rows of one split. ids (n,): row indices in the labeled data (safe to report, unlike the
-    texts); embeddings (n, d) float32, L2-normalised; labels (n,) int64; groups: group column ->
-    (n,) group names."""
+    """Rows of one split. ids (n,): row indices in the labeled data (for the auditors' own
+    bookkeeping: a row id points at a private row and never enters a report); embeddings (n, d)
+    float32, L2-normalised; labels (n,) int64; groups: group column -> (n,) group names."""
 
     ids: np.ndarray
     texts: tuple[str, ...]
@@ -56,14 +62,23 @@ class AuditRecords:
 @dataclass(frozen=True)
 class ReleasedSet:
     """What the run released: texts, labels (m,) and text embeddings (m, d); and the synthetic
-    vectors (m', d) with their training targets (m', C): one-hot or soft labels."""
+    vectors (m', d) with their training targets (m', C): one-hot or soft labels. source: where
+    the texts come from (see ReleaseSource); epsilon: the accountant's ε of the release, None
+    when it is not differentially private."""
 
     texts: tuple[str, ...]
     labels: np.ndarray
     text_embeddings: np.ndarray
     vectors: np.ndarray
     targets: np.ndarray
-    source: str  # "public" or "private": where the texts come from
+    source: ReleaseSource
+    epsilon: float | None = None
+
+    @property
+    def may_contain_private_rows(self) -> bool:
+        """Whether a released text may be a private row: everything but a DP release whose texts
+        come from an external public pool."""
+        return not (self.epsilon is not None and self.source == "public")
 
 
 @dataclass(frozen=True)
@@ -78,13 +93,27 @@ class CanaryRecords:
 
 
 @dataclass(frozen=True)
+class CanaryPlan:
+    """How the run chose its number of canaries: `requested`, an explicit count (None: sized
+    from the claimed ε by the canary maker); `epsilon`, the claimed ε (None without DP); `delta`
+    and `members`, the δ and the member count (canaries excluded) the sizing used."""
+
+    requested: int | None
+    epsilon: float | None
+    delta: float
+    members: int
+
+
+@dataclass(frozen=True)
 class AuditContext:
     """Everything an auditor may look at (see the module docstring for the callables).
 
     members: private training records, canaries excluded; nonmembers: the held-out audit split;
-    test: the test split. epsilon: the accountant's ε (None when the run is not private);
-    delta: the δ empirical bounds use (the run's δ, else 1 / (10·n)). shadows: how many shadow
-    re-runs a membership audit may make.
+    test: the test split; pool: the labeled rows used as an internal public pool (None when the
+    pool is external). epsilon: the accountant's ε (None when the run is not private); delta:
+    the δ empirical bounds use (the run's δ, else 1 / (10·n)). shadows: how many shadow re-runs
+    a membership audit may make. canary_plan: how the canaries were counted (None when the run
+    has no canary audit).
     """
 
     level: AuditLevel
@@ -100,6 +129,8 @@ class AuditContext:
     shadows: int
     fit_predict: FitPredict
     shadow_release: ShadowRelease | None
+    pool: AuditRecords | None = None
+    canary_plan: CanaryPlan | None = None
 
 
 def fit_predict_proba(

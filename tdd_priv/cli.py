@@ -348,7 +348,8 @@ def _add_audit_options(runner: argparse.ArgumentParser) -> None:
         "--audit",
         choices=["none", "basic", "full"],
         help="none: no audits or verdicts; basic (default): membership inference without shadow "
-        "models, leakage, fairness; full: adds LiRA/RMIA with shadow re-runs and 256 canaries",
+        "models, leakage, fairness; full: adds LiRA/RMIA with shadow re-runs and canaries sized "
+        "from the claimed ε",
     )
     audit.add_argument(
         "--policy", type=Path, metavar="FILE", help="YAML thresholds (default: the shipped policy)"
@@ -362,29 +363,49 @@ def _add_audit_options(runner: argparse.ArgumentParser) -> None:
     )
     audit.add_argument(
         "--canaries",
-        type=int,
-        metavar="N",
-        help="canary records for the one-run ε audit, each inserted with probability 1/2 "
-        "(default: 256 with --audit full, else 0)",
+        type=_canary_count,
+        metavar="N|auto",
+        help="canary records for the one-run ε audit, each inserted with probability 1/2: a "
+        "count, or auto: the fewest whose audit can fail at the claimed ε (default: auto with "
+        "--audit full under DP, else 0)",
     )
     audit.add_argument(
         "--shadows", type=int, metavar="N", help="shadow re-runs for --audit full (default 16)"
     )
 
 
+def _canary_count(text: str) -> int | str:
+    """--canaries: a count (0 or more) or 'auto'."""
+    if text == "auto":
+        return text
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or 'auto', got {text!r}") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"expected a count of 0 or more, got {count}")
+    return count
+
+
 def _verdict_line(report: dict[str, Any]) -> str | None:
     verdicts = report.get("verdicts", {})
     if not verdicts:
         return None
-    counts = {status: 0 for status in ("PASS", "FAIL", "SKIPPED")}
+    counts = dict.fromkeys(("PASS", "FAIL", "INCONCLUSIVE", "SKIPPED"), 0)
     for verdict in verdicts.values():
         counts[verdict["status"]] = counts.get(verdict["status"], 0) + 1
-    failed = [name for name, verdict in verdicts.items() if verdict["status"] == "FAIL"]
-    line = f"verdicts     {counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['SKIPPED']} SKIPPED"
-    return line + (f" (failed: {', '.join(failed)})" if failed else "")
+    line = "verdicts     " + ", ".join(f"{n} {status}" for status, n in counts.items())
+    details = [
+        f"{label}: {', '.join(names)}"
+        for label, status in (("failed", "FAIL"), ("inconclusive", "INCONCLUSIVE"))
+        if (names := [name for name, v in verdicts.items() if v["status"] == status])
+    ]
+    return line + (f" ({'; '.join(details)})" if details else "")
 
 
 def _strict_failures(config: RunConfig, report: dict[str, Any]) -> list[str]:
+    """The verdicts that fail a --strict run: FAIL only (INCONCLUSIVE is no evidence against
+    the run, and no evidence for it either: the report says so)."""
     if not config.audit.strict:
         return []
     return [name for name, v in report.get("verdicts", {}).items() if v["status"] == "FAIL"]

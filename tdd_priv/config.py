@@ -147,7 +147,6 @@ class DetoxConfig:
 # --- audits (issue 5) ---------------------------------------------------------------------------
 
 AuditLevel = Literal["none", "basic", "full"]
-DEFAULT_FULL_CANARIES = 256
 
 
 @dataclass(frozen=True)
@@ -155,17 +154,19 @@ class AuditConfig:
     """Which audits run (the auditors come from `audits/`), and the policy they are judged by.
 
     level: `none` (no audits, no verdicts), `basic` (membership inference without shadow
-    models, leakage, fairness; canaries only when `canaries` > 0), `full` (adds LiRA/RMIA with
-    `shadows` re-runs of the distill step, and 256 canaries unless `canaries` says otherwise).
+    models, leakage, fairness; canaries only when `canaries` asks for them), `full` (adds
+    LiRA/RMIA with `shadows` re-runs of the distill step, and canaries sized from the claimed ε).
     policy: a YAML file of thresholds (None: the shipped default, tdd_priv/policy/default.yaml).
     strict: `tdd-priv run` exits non-zero when a verdict fails (after the run folder is written
-    and signed). canaries: secret records inserted with probability 1/2 (recorded in private/).
+    and signed). canaries: secret records inserted with probability 1/2 (recorded privately):
+    a count, "auto" (as many as the claimed ε needs, at any level but none), or None (auto for
+    `full`, none otherwise).
     """
 
     level: AuditLevel = "basic"
     policy: Path | None = None
     strict: bool = False
-    canaries: int | None = None
+    canaries: int | Literal["auto"] | None = None
     canary_kind: str = "spliced"
     shadows: int = 16
     min_group_size: int = 20
@@ -176,8 +177,16 @@ class AuditConfig:
             raise ConfigError(
                 f"audit.level must be one of {', '.join(get_args(AuditLevel))}, got {self.level!r}."
             )
-        if self.canaries is not None and self.canaries < 0:
-            raise ConfigError(f"audit.canaries must be 0 or more, got {self.canaries}.")
+        canaries = self.canaries
+        if isinstance(canaries, bool) or not (
+            canaries is None or canaries == "auto" or isinstance(canaries, int)
+        ):
+            raise ConfigError(
+                f"audit.canaries must be a count, 'auto' (sized from the claimed ε) or unset, "
+                f"got {canaries!r}."
+            )
+        if isinstance(canaries, int) and canaries < 0:
+            raise ConfigError(f"audit.canaries must be 0 or more, got {canaries}.")
         if self.shadows < 0 or self.shadows == 1:
             raise ConfigError(
                 f"audit.shadows must be 0 or at least 2 (LiRA needs models with and without each "
@@ -185,13 +194,14 @@ class AuditConfig:
             )
 
     @property
-    def canary_count(self) -> int:
-        """Canaries to insert: as configured, else 256 for `full` and none otherwise."""
+    def canary_count(self) -> int | None:
+        """Canaries to insert: a count (0: none), or None when the canary maker sizes them from
+        the claimed ε at run time (`canaries: auto`, or unset with `level: full`)."""
         if self.level == "none":
             return 0
-        if self.canaries is not None:
-            return self.canaries
-        return DEFAULT_FULL_CANARIES if self.level == "full" else 0
+        if self.canaries == "auto" or (self.canaries is None and self.level == "full"):
+            return None
+        return self.canaries or 0
 
 
 # --------------------------------------------------------------------------------------------------

@@ -13,7 +13,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["NO_EXTENSIONS", "Auditor", "CanaryDraw", "CanaryMaker", "Extensions", "ToxicityScorer"]
+__all__ = [
+    "NO_EXTENSIONS",
+    "Auditor",
+    "CanaryDraw",
+    "CanaryMaker",
+    "CanarySizing",
+    "Extensions",
+    "ToxicityScorer",
+]
 
 
 class ToxicityScorer(Protocol):
@@ -47,13 +55,29 @@ class CanaryDraw(Protocol):
     def included(self) -> np.ndarray: ...
 
 
+class CanarySizing(Protocol):
+    """How many canaries a claim of ε needs: `count` (0: none, when no affordable count could
+    show ε, or nothing is claimed), the `ceiling` (the bound a perfect attack on them would give)
+    and the `reason`, one sentence for the report."""
+
+    @property
+    def count(self) -> int: ...
+    @property
+    def ceiling(self) -> float: ...
+    @property
+    def reason(self) -> str: ...
+
+
 class CanaryMaker(Protocol):
     """Public texts -> `count` canaries with labels in [0, num_classes), each marked for
-    insertion (probability 1/2), seeded (the canary audit, issue 5)."""
+    insertion (probability 1/2), seeded; and `size`: how many canaries a run that claims
+    (ε, δ)-DP over `members` private records needs for its canary audit to be able to fail."""
 
     def __call__(
         self, public_texts: Sequence[str], *, num_classes: int, count: int, seed: int
     ) -> CanaryDraw: ...
+
+    def size(self, *, epsilon: float | None, delta: float, members: int) -> CanarySizing: ...
 
 
 @dataclass(frozen=True)

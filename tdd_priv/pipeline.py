@@ -26,8 +26,10 @@ import numpy as np
 
 from tdd_priv.audit_context import (
     AuditContext,
+    CanaryPlan,
     CanaryRecords,
     ReleasedSet,
+    ReleaseSource,
     ShadowRelease,
     fit_predict_proba,
     records,
@@ -92,6 +94,7 @@ __all__ = [
     "audit_step",
     "budget_step",
     "call_directly",
+    "canary_plan",
     "canary_step",
     "detox_step",
     "encode_key",
@@ -633,24 +636,52 @@ def evaluate_step(
 
 
 def canary_maker(config: RunConfig, extensions: Extensions) -> CanaryMaker | None:
-    """The canary maker from `extensions` when the run inserts canaries (None otherwise)."""
-    if config.audit.canary_count == 0:
+    """The canary maker from `extensions` when the run inserts canaries (None otherwise): an
+    explicit count, or canaries sized from the claimed ε (DP runs only: without DP nothing is
+    claimed that canaries could check)."""
+    count = config.audit.canary_count
+    if count == 0 or (count is None and not config.privacy.enabled):
         return None
     if extensions.canary_maker is None:
+        asked = f"{count} canaries" if count else "canaries sized from the claimed ε"
         raise ConfigError(
-            f"the canary audit ({config.audit.canary_count} canaries) needs a canary maker, but "
-            "this run was given none. Run through the CLI or the flow, pass "
-            "extensions=flows.extensions.build_extensions(config) to tdd_priv.run, or set "
-            "audit.canaries to 0."
+            f"the canary audit ({asked}) needs a canary maker, but this run was given none. Run "
+            "through the CLI or the flow, pass extensions=flows.extensions.build_extensions("
+            "config) to tdd_priv.run, or set audit.canaries to 0."
         )
     return extensions.canary_maker
+
+
+def canary_plan(config: RunConfig, members: int) -> CanaryPlan | None:
+    """How the run counts its canaries, for `members` private records before any canary joins
+    them (None: no canary audit). Sized runs use the run's δ for that many members: at least
+    the δ the release ends up with (inserted canaries add members, and the default δ shrinks
+    with n), so the count they get suffices."""
+    requested = config.audit.canary_count
+    if requested == 0 or (requested is None and not config.privacy.enabled):
+        return None
+    epsilon = config.privacy.epsilon if config.privacy.enabled else None
+    delta = privacy_delta(config, members) if config.privacy.enabled else default_delta(members)
+    return CanaryPlan(requested=requested, epsilon=epsilon, delta=delta, members=members)
 
 
 def canary_step(
     loaded: LoadedInputs, splits: Splits, config: RunConfig, maker: CanaryMaker
 ) -> tuple[LoadedInputs, Splits]:
     """Make the canaries from public texts (seeded) and insert the ones drawn for insertion into
-    the members; every canary row is recorded in `Splits.canaries` (private/splits.json)."""
+    the members; every canary row is recorded in `Splits.canaries` (the private splits file).
+
+    Their number is `audit.canaries`, or, when sized, the smallest count whose ceiling exceeds
+    the claimed ε (the canary maker's `size`); none when no affordable count could, in which case
+    the canary audit reports why and its verdict is INCONCLUSIVE."""
+    plan = canary_plan(config, len(splits.members))
+    if plan is None:
+        return loaded, splits
+    count = plan.requested
+    if count is None:
+        count = maker.size(epsilon=plan.epsilon, delta=plan.delta, members=plan.members).count
+    if count == 0:
+        return loaded, splits
     if loaded.external_pool is not None:
         public_texts = list(loaded.external_pool.texts)
     else:
@@ -659,7 +690,7 @@ def canary_step(
     draw = maker(
         public_texts,
         num_classes=len(loaded.labeled.label_names),
-        count=config.audit.canary_count,
+        count=count,
         seed=derive_seed(config.seed, "canaries"),
     )
     labeled, augmented = insert_canaries(loaded.labeled, splits, draw)
@@ -713,6 +744,7 @@ def audit_context(
     dataset = loaded.labeled.dataset
     groups = {column: list(dataset[column]) for column in loaded.labeled.group_columns}
     member_rows = np.setdiff1d(splits.members, splits.canaries)
+    internal_pool = loaded.external_pool is None
     classes = len(loaded.labeled.label_names)
     vectors = synthetic.training_arrays(classes)
     canaries = None
@@ -739,21 +771,32 @@ def audit_context(
         members=records(member_rows, texts, encoded.rows, labels, groups),
         nonmembers=records(splits.audit, texts, encoded.rows, labels, groups),
         test=records(splits.test, texts, encoded.rows, labels, groups),
+        pool=records(splits.public, texts, encoded.rows, labels, groups) if internal_pool else None,
         release=ReleasedSet(
             texts=tuple(realized.texts),
             labels=np.asarray(realized.labels),
             text_embeddings=realized.embeddings,
             vectors=vectors.x,
             targets=vectors.targets,
-            source=realized.source,
+            source=_release_source(realized, internal_pool=internal_pool),
+            epsilon=privacy["epsilon"] if privacy else None,
         ),
         canaries=canaries,
+        canary_plan=canary_plan(config, len(member_rows)),
         epsilon=privacy["epsilon"] if privacy else None,
         delta=privacy["delta"] if privacy else default_delta(len(splits.members)),
         shadows=config.audit.shadows if full else 0,
         fit_predict=fit_predict,
         shadow_release=_shadow_release(loaded, splits, encoded, config, universe) if full else None,
     )
+
+
+def _release_source(realized: RealizedSet, *, internal_pool: bool) -> ReleaseSource:
+    """Where the released texts come from, for the auditors: member records, the external
+    public pool, or rows of the user's labeled data used as an internal pool."""
+    if realized.source == "private":
+        return "private"
+    return "internal-pool" if internal_pool else "public"
 
 
 def audit_step(

@@ -152,9 +152,20 @@ def private_report(*, epsilon: float = 7.5) -> dict[str, Any]:
     )
     report["utility"]["dp_sgd"] = _utility_entry(0.80)
     report["audits"] = {
-        "membership": {"auc": 0.51, "tpr_at_1pct_fpr": 0.012, "attack": "loss"},
-        "canary": {"epsilon_lower_bound": 0.3, "canaries": 256},
-        "leakage": {"exact_duplicates": 0, "near_duplicates": 1, "worst_ids": [3, 17]},
+        "membership": {
+            "auc": 0.51,
+            "auc_ci95": [0.45, 0.57],
+            "tpr_at_1pct_fpr": 0.012,
+            "best_attack": "loss",
+            "power": {"min_fpr": 0.004, "tpr_at_1pct_fpr_measurable": True},
+        },
+        "canary": {"epsilon_lower_bound": 0.3, "epsilon_ceiling": 7.9, "canaries": 8192},
+        "leakage": {
+            "exact_duplicates": 0,
+            "near_duplicates": 1,
+            "may_contain_private_rows": True,
+            "distance_to_closest_record": {"p_value": 0.61, "p_value_floor": 0.001},
+        },
     }
     report["verdicts"] = {
         "epsilon": {"status": "PASS", "value": epsilon, "threshold": 8.0},

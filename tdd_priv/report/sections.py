@@ -97,15 +97,17 @@ AUDIT_SECTIONS: dict[str, AuditSection] = {
     ),
     "canary": AuditSection(
         "Canary audit",
-        "epsilon_lower_bound",
+        None,  # the bound is shown with its ceiling by _canary_blocks
         "An empirical lower bound on ε from canaries inserted with probability ½; it must stay "
-        "below the accountant's ε, else the DP implementation is broken.",
+        "below the accountant's ε, else the DP implementation is broken. The ceiling is the most "
+        "these canaries could show: at or below ε the audit cannot fail and proves nothing.",
     ),
     "leakage": AuditSection(
         "Leakage",
         "exact_duplicates",
-        "Released texts that duplicate or nearly duplicate private training records (counted "
-        "and identified by id; the private texts themselves are never in this report).",
+        "Released texts that equal or nearly copy a row of the labeled data (members, held-out "
+        "and test rows, the internal pool, canaries), counted per part; the texts and row ids "
+        "themselves are never in this report.",
     ),
     "fairness": AuditSection(
         "Fairness by group",
@@ -188,10 +190,17 @@ def _privacy_cell(claim: PrivacyClaim) -> Cell:
     )
 
 
+_VERDICT_TONES: dict[str, Tone] = {
+    "PASS": "pass",
+    "FAIL": "fail",
+    "INCONCLUSIVE": "warn",
+    "SKIPPED": "info",
+}
+
+
 def _verdict_badge(verdict: Mapping[str, Any]) -> Badge:
     status = str(verdict.get("status", "?"))
-    tone: Tone = "pass" if status == "PASS" else "fail" if status == "FAIL" else "warn"
-    return Badge(status, tone)
+    return Badge(status, _VERDICT_TONES.get(status, "warn"))
 
 
 # --- sections -------------------------------------------------------------------------------------
@@ -276,6 +285,13 @@ def _utility(report: Mapping[str, Any]) -> Section:
 # --- audit tables (issue 5) ---------------------------------------------------------------------
 
 
+def _tpr_cell(metrics: Mapping[str, Any], key: str) -> str:
+    """A TPR at a low FPR; "≥" where too few non-members measure it (the TPR at zero false
+    positives, a lower estimate)."""
+    measured = metrics.get("power", {}).get(f"{key}_measurable", True)
+    return ("" if measured else "≥ ") + _number(metrics.get(key))
+
+
 def _membership_blocks(payload: Mapping[str, Any]) -> list[Block]:
     attacks = payload.get("attacks", {})
     rows = tuple(
@@ -288,15 +304,30 @@ def _membership_blocks(payload: Mapping[str, Any]) -> list[Block]:
                 else ""
             ),
             _number(m.get("balanced_accuracy")),
-            _number(m.get("tpr_at_0.1pct_fpr")),
-            _number(m.get("tpr_at_1pct_fpr")),
+            _tpr_cell(m, "tpr_at_0.1pct_fpr"),
+            _tpr_cell(m, "tpr_at_1pct_fpr"),
         )
         for name, m in attacks.items()
     )
+    power = payload.get("power", {})
+    unmeasured = [
+        label
+        for label, key in (
+            ("0.1 %", "tpr_at_0.1pct_fpr_measurable"),
+            ("1 %", "tpr_at_1pct_fpr_measurable"),
+        )
+        if power.get(key) is False
+    ]
     text = (
         f"{payload.get('n_members', '?')} members against {payload.get('n_nonmembers', '?')} "
         f"held-out non-members ({payload.get('shadows', 0)} shadow re-runs); with these "
-        f"non-members no FPR below {_number(payload.get('min_fpr'))} is measurable. "
+        f"non-members no FPR below {_number(payload.get('min_fpr'))} is measurable"
+        + (
+            f", so TPR at {' and '.join(unmeasured)} FPR is the TPR at zero false positives, a "
+            "lower estimate. "
+            if unmeasured
+            else ". "
+        )
         + str(payload.get("note", ""))
     )
     blocks: list[Block] = [Paragraph(text.strip())]
@@ -306,24 +337,92 @@ def _membership_blocks(payload: Mapping[str, Any]) -> list[Block]:
     return blocks
 
 
+def _canary_blocks(payload: Mapping[str, Any]) -> list[Block]:
+    bound, ceiling = payload.get("epsilon_lower_bound"), payload.get("epsilon_ceiling")
+    m = payload.get("canaries", 0)
+    confidence, delta = _number(payload.get("confidence")), _number(payload.get("delta"))
+    blocks: list[Block] = [
+        Paragraph(
+            f"**ε lower bound: {_number(bound)} — ceiling: {_number(ceiling)}** (the most a "
+            f"perfect attack on these {m} canaries could show, at {confidence} confidence and "
+            f"δ = {delta})"
+        )
+    ]
+    sizing = payload.get("sizing", {})
+    if sizing.get("reason"):
+        requested = sizing.get("requested")
+        how = "sized from the claimed ε" if requested == "auto" else "as configured"
+        blocks.append(Paragraph(f"Canaries {how}: {sizing['reason']}."))
+    guess = payload.get("one_run")
+    if guess:
+        grid = payload.get("grid", {})
+        blocks.append(
+            Table(
+                ("canaries", "inserted", "best guess", "correct", "score", "grid (k per side)"),
+                (
+                    (
+                        str(m),
+                        str(payload.get("inserted", "?")),
+                        f"{guess.get('guessed_in', '?')} in + {guess.get('guessed_out', '?')} out"
+                        if guess.get("guesses")
+                        else "none beats chance",
+                        f"{guess.get('correct', '?')} of {guess.get('guesses', '?')}",
+                        str(guess.get("score", "?")) if guess.get("guesses") else "—",
+                        f"{', '.join(map(str, grid.get('guesses_per_side', [])))} "
+                        f"({grid.get('hypotheses', '?')} hypotheses)",
+                    ),
+                ),
+            )
+        )
+    if payload.get("note"):
+        blocks.append(Paragraph(str(payload["note"])))
+    return blocks
+
+
 def _leakage_blocks(payload: Mapping[str, Any]) -> list[Block]:
-    shown = {"worst", "distance_to_closest_record"}
+    shown = {"worst", "distance_to_closest_record", "by_part", "note"}
     blocks: list[Block] = [
         Table(
             ("measure", "value"),
             tuple((k, v) for k, v in _scalars(payload) if k.split(".")[0] not in shown),
         )
     ]
+    parts = payload.get("by_part", {})
+    if parts:
+        rows = tuple(
+            (
+                part,
+                _number(entry.get("records")),
+                _number(entry.get("exact")),
+                _number(entry.get("near_ngram")),
+                _number(entry.get("near_embedding")),
+            )
+            for part, entry in parts.items()
+        )
+        header = ("labeled rows", "rows", "exact", "near (n-grams)", "near (embeddings)")
+        blocks.append(Table(header, rows))
+    if payload.get("may_contain_private_rows") is False:
+        blocks.append(
+            Paragraph(
+                "A DP release from an external public pool: it cannot contain a private row, so "
+                "resemblance to one is information, not a verdict; the distance test below says "
+                "whether the release depends on which records are members."
+            )
+        )
     dcr = payload.get("distance_to_closest_record")
     if dcr:
         blocks.append(
             Paragraph(
                 f"Distance to closest record: the nearest record of "
-                f"{_number(dcr['nearest_is_member_share'])} of the released texts is a member "
-                f"(expected {_number(dcr['expected_share'])} if the release did not depend on "
-                f"membership; one-sided binomial p = {_number(dcr['p_value'])}). Median cosine "
-                f"distance to members {_number(dcr['median_distance_to_members'])}, to held-out "
-                f"records {_number(dcr['median_distance_to_held_out'])}."
+                f"{_number(dcr.get('nearest_is_member_share'))} of the released texts is a member "
+                f"(expected {_number(dcr.get('expected_share'))} if the release did not depend on "
+                f"membership). Permutation test over the records (member/held-out labels "
+                f"permuted within each class, {_number(dcr.get('permutations'))} permutations, "
+                f"{_number(dcr.get('nearest_records'))} distinct nearest records): p = "
+                f"{_number(dcr.get('p_value'))}; the smallest p this release could give is "
+                f"{_number(dcr.get('p_value_floor'))}. Median cosine distance to members "
+                f"{_number(dcr.get('median_distance_to_members'))}, to held-out records "
+                f"{_number(dcr.get('median_distance_to_held_out'))}."
             )
         )
     worst = payload.get("worst", [])
@@ -331,14 +430,14 @@ def _leakage_blocks(payload: Mapping[str, Any]) -> list[Block]:
         rows = tuple(
             (
                 str(w["released_index"]),
-                str(w["private_id"]),
+                str(w.get("closest_part", "?")),
                 _number(w.get("ngram_jaccard")),
                 _number(w.get("embedding_cosine")),
                 _number(w.get("exact")),
             )
             for w in worst
         )
-        header = ("released row", "private record id", "n-gram Jaccard", "cosine", "exact")
+        header = ("released row", "closest labeled rows", "n-gram Jaccard", "cosine", "exact")
         blocks.append(Table(header, rows))
     return blocks
 
@@ -349,7 +448,15 @@ _GAP_NAMES = (
     "equal_opportunity_difference",
     "equalized_odds_difference",
 )
-_GROUP_COLUMNS = ("accuracy", "selection_rate", "tpr", "fpr", "subgroup_auc", "bpsn_auc")
+_GROUP_COLUMNS = (
+    "accuracy",
+    "selection_rate",
+    "tpr",
+    "fpr",
+    "subgroup_auc",
+    "bpsn_auc",
+    "bnsp_auc",
+)
 
 
 def _fairness_blocks(payload: Mapping[str, Any]) -> list[Block]:
@@ -402,6 +509,7 @@ def _fairness_blocks(payload: Mapping[str, Any]) -> list[Block]:
 
 AUDIT_DETAILS: dict[str, Callable[[Mapping[str, Any]], list[Block]]] = {
     "membership": _membership_blocks,
+    "canary": _canary_blocks,
     "leakage": _leakage_blocks,
     "fairness": _fairness_blocks,
 }
@@ -434,7 +542,15 @@ def _audit_sections(report: Mapping[str, Any]) -> list[Section]:
     verdicts = report.get("verdicts", {})
     if verdicts:
         rows = tuple(
-            (name, _verdict_badge(v), _number(v.get("value")), _number(v.get("threshold")))
+            (
+                name,
+                _verdict_badge(v),
+                _number(v.get("value")),
+                _number(v.get("threshold")),
+                _interval_cell(v.get("interval")),
+                _power_cell(v),
+                str(v.get("note", "")),
+            )
             for name, v in verdicts.items()
         )
         sections.append(
@@ -442,12 +558,44 @@ def _audit_sections(report: Mapping[str, Any]) -> list[Section]:
                 "verdicts",
                 "Verdicts",
                 (
-                    Paragraph("Each check of the policy, with the measured value and threshold."),
-                    Table(("check", "verdict", "value", "threshold"), rows),
+                    Paragraph(
+                        "Each check of the policy: the measured value, the threshold, the value's "
+                        "interval, and whether the test could have failed. INCONCLUSIVE: it could "
+                        "not settle the question (too few canaries or records); SKIPPED: no "
+                        "measurement, or not applicable."
+                    ),
+                    Table(
+                        (
+                            "check",
+                            "verdict",
+                            "value",
+                            "threshold",
+                            "interval",
+                            "could fail",
+                            "note",
+                        ),
+                        rows,
+                    ),
                 ),
             )
         )
     return sections
+
+
+def _interval_cell(interval: Any) -> str:
+    if isinstance(interval, list | tuple) and len(interval) == 2:
+        return f"[{_number(interval[0])}, {_number(interval[1])}]"
+    return "—"
+
+
+def _power_cell(verdict: Mapping[str, Any]) -> str:
+    """Whether the test could fail, with the ceiling (floor) that decided it when declared."""
+    can_fail = verdict.get("can_fail")
+    answer = "—" if can_fail is None else "yes" if can_fail else "no"
+    for key in ("ceiling", "floor"):
+        if verdict.get(key) is not None:
+            answer += f" ({key} {_number(verdict[key])})"
+    return answer
 
 
 _MECHANISM_COLUMNS = ("name", "noise_multiplier", "sample_rate", "steps")

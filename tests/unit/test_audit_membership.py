@@ -11,6 +11,7 @@ from sklearn.linear_model import LogisticRegression
 
 from audits.membership import (
     MembershipAudit,
+    _masked_moments,
     attack_metrics,
     cross_entropy,
     lira_offline,
@@ -121,6 +122,34 @@ def test_lira_gives_chance_without_membership_signal() -> None:
     )
 
 
+def test_lira_fixed_variance_is_unbiased_however_many_means_it_fits() -> None:
+    # 2,000 records, 4 shadows: each column's mean is fitted from about 2 entries. Dividing the
+    # squared deviations by (entries - 1) would give about half the true variance (1.0 here).
+    rng = np.random.default_rng(7)
+    k, n = 4, 2000
+    values = rng.normal(size=(k, n)) + rng.normal(0.0, 5.0, size=n)  # per-record means
+    mask = rng.random((k, n)) < 0.5
+    _, std, counts = _masked_moments(values, mask, fixed_variance=True)
+    entries, fitted = int(counts.sum()), int(np.count_nonzero(counts))
+    assert entries - fitted < 0.6 * entries  # many means from few entries each
+    assert std[0] == pytest.approx(1.0, abs=0.05)
+    assert np.all(std == std[0])
+
+
+def test_metrics_report_what_this_many_non_members_can_measure() -> None:
+    rng = np.random.default_rng(8)
+    few = attack_metrics(rng.normal(size=150), _labels(100, 50)).to_json()
+    assert few["power"] == {
+        "min_fpr": pytest.approx(0.02),
+        "tpr_at_0.1pct_fpr_measurable": False,
+        "tpr_at_1pct_fpr_measurable": False,
+    }
+    many = attack_metrics(rng.normal(size=1100), _labels(100, 1000)).to_json()["power"]
+    assert many["tpr_at_0.1pct_fpr_measurable"] and many["tpr_at_1pct_fpr_measurable"]
+    some = attack_metrics(rng.normal(size=300), _labels(100, 200)).to_json()["power"]
+    assert not some["tpr_at_0.1pct_fpr_measurable"] and some["tpr_at_1pct_fpr_measurable"]
+
+
 def test_lira_handles_examples_never_out() -> None:
     target = np.array([1.0, 2.0])
     shadow = np.array([[1.0, 0.0], [1.2, 0.1]])
@@ -167,6 +196,12 @@ class _Release:
     text_embeddings: np.ndarray
     vectors: np.ndarray
     targets: np.ndarray
+    source: str = "private"
+    epsilon: float | None = None
+
+    @property
+    def may_contain_private_rows(self) -> bool:
+        return not (self.epsilon is not None and self.source == "public")
 
 
 def _fit_predict(x: np.ndarray, targets: np.ndarray, eval_x: np.ndarray, seed: int) -> np.ndarray:
@@ -190,6 +225,8 @@ class _Run:
     seed: int = 0
     label_names: tuple[str, ...] = ("a", "b")
     canaries: Any = None
+    canary_plan: Any = None
+    pool: Any = None
     delta: float = 1e-5
     shadows: int = 0
     shadow_release: Any = None
