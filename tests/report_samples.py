@@ -172,3 +172,21 @@ def private_report(*, epsilon: float = 7.5) -> dict[str, Any]:
         "membership_auc": {"status": "FAIL", "value": 0.51, "threshold": 0.5},
     }
     return report
+
+
+def current_schema(report: dict[str, Any], claim: Any = None) -> dict[str, Any]:
+    """A sample report (written as schema 1.x) as today's runs write it: schema 2.0.0, keyed
+    fingerprint, no source path, and `claim` (a PrivacyClaim; default: the one derived from the
+    report's mode) as its privacy claim."""
+    from tdd_priv.report.claim import PrivacyClaim
+    from tdd_priv.report.schema import SCHEMA_VERSION
+
+    report = copy.deepcopy(report)
+    claim = claim if claim is not None else PrivacyClaim.from_report(report)
+    report["schema_version"] = SCHEMA_VERSION
+    report["dataset"].pop("source", None)
+    report["dataset"]["fingerprint_keyed"] = True
+    report["dataset"]["public_pool"]["origin"] = "external"
+    report["privacy"]["claim"] = claim.to_json()
+    report["privacy"]["statement"] = claim.statement
+    return report

@@ -773,8 +773,7 @@ def _scope(report: Mapping[str, Any]) -> Section:
                 + " Hyperparameters tuned on private data would leak outside any ε."
             ),
             Paragraph(
-                "**Declared public (assumed, not protected):** "
-                + _listing(claim.declared_public)
+                "**Declared public (assumed, not protected):** " + _listing(claim.declared_public)
             ),
         ),
     )

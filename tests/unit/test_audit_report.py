@@ -19,8 +19,8 @@ from tdd_priv.policy import judge, load_policy, schema_has_path
 from tdd_priv.report.figures import draw_figures
 from tdd_priv.report.html import render_html
 from tdd_priv.report.markdown import render_markdown
-from tdd_priv.report.schema import SCHEMA_VERSION, schema_errors
-from tests.report_samples import private_report
+from tdd_priv.report.schema import schema_errors
+from tests.report_samples import current_schema, private_report
 from tests.unit.test_audit_canaries import _Canaries, _Plan
 from tests.unit.test_audit_membership import _coreset_run, _Records
 
@@ -38,8 +38,7 @@ def _audited_report() -> dict:  # type: ignore[type-arg]
         tuple(f"canary {i}" for i in range(m)), rng.integers(0, 2, m), canaries, rng.random(m) < 0.5
     )
     run.canary_plan = _Plan(None, 1.0, 1e-5, 200)  # sized: 32 canaries for ε = 1
-    report = private_report()
-    report["schema_version"] = SCHEMA_VERSION  # auditor output as today's runs write it
+    report = current_schema(private_report())  # auditor output as today's runs write it
     report["audits"] = {
         "membership": MembershipAudit()(run),
         "canary": CanaryAudit()(run),

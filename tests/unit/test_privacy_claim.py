@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from tdd_priv.pipeline import RunResult
 from tdd_priv.report import render_markdown, validate_report
 from tdd_priv.report.claim import PrivacyClaim, build_claim
 from tdd_priv.report.html import render_html
-from tests.report_samples import non_private_report, private_report
+from tests.report_samples import current_schema, non_private_report, private_report
 
 SUMMARY = {
     "mode": "dp",
@@ -68,18 +67,6 @@ def test_covered_claim_states_epsilon_pool_hygiene_and_cumulative_budget() -> No
     assert "budget ledger holds 3 run(s), ε = 7.5" in statement and "limit of 8" in statement
 
 
-def _v2(report: dict[str, Any], claim: PrivacyClaim) -> dict[str, Any]:
-    """A sample 1.x report upgraded to 2.0.0 with `claim` as its privacy claim."""
-    report = copy.deepcopy(report)
-    report["schema_version"] = "2.0.0"
-    report["dataset"].pop("source", None)
-    report["dataset"]["fingerprint_keyed"] = True
-    report["dataset"]["public_pool"]["origin"] = "external"
-    report["privacy"]["claim"] = claim.to_json()
-    report["privacy"]["statement"] = claim.statement
-    return report
-
-
 RENDER_CASES = {
     "dp-external": (private_report, "DIFFERENTIALLY PRIVATE", "pass"),
     "dp-internal": (private_report, "NOT COVERED", "fail"),
@@ -91,7 +78,7 @@ RENDER_CASES = {
 def test_every_renderer_shows_the_same_claim(case: str, tmp_path: Path) -> None:
     build, badge, tone = RENDER_CASES[case]
     claim = _claim(case)
-    report = _v2(build(), claim)
+    report = current_schema(build(), claim)
     validate_report(report)
     assert PrivacyClaim.from_report(report) == claim  # read back exactly as built
     markdown = render_markdown(report)
@@ -105,7 +92,7 @@ def test_every_renderer_shows_the_same_claim(case: str, tmp_path: Path) -> None:
 
 
 def test_a_dp_claim_can_never_sit_in_a_not_private_report() -> None:
-    report = _v2(non_private_report(), _claim("dp-external"))
+    report = current_schema(non_private_report(), _claim("dp-external"))
     with pytest.raises(ValueError, match="not-private"):
         validate_report(report)
 
