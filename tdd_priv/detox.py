@@ -37,11 +37,13 @@ _BATCH = 16  # spare candidates scored per scorer call while searching for a cle
 class Candidates:
     """The texts that `RealizedSet.rows` and `.spares` index (the public pool, or the private
     members for a coreset), their embeddings (n, d), and per group column each row's group
-    (private members only: public texts have no groups)."""
+    (private members only: public texts have no groups). `public_rows`: the rows index an
+    external public pool, so the report may name them (never rows of the user's data)."""
 
     texts: Sequence[str]
     embeddings: np.ndarray
     groups: Mapping[str, Sequence[str]] | None = None
+    public_rows: bool = False
 
 
 def resolve_thresholds(config: DetoxConfig, labels: Sequence[str]) -> np.ndarray:
@@ -253,7 +255,6 @@ def _section(
         for c in sorted({int(realized.labels[i]) for i in missing_slots})
     }
     released_index = np.cumsum(keep) - 1  # slot -> line of synthetic/data.jsonl
-    public = realized.source == "public"
     replacements = []
     for slot, rank in sorted(replaced.items()):
         entry: dict[str, Any] = {
@@ -263,7 +264,7 @@ def _section(
             "replacement_scores": _named(final[released_index[slot]], labels),
             "spare_rank": rank,
         }
-        if public:  # public-pool row ids are public; private record ids never enter the report
+        if candidates.public_rows:  # external pool rows are public; rows of the data never are
             entry["removed_public_row"] = int(realized.rows[slot])
             entry["replacement_public_row"] = int(released.rows[released_index[slot]])
         replacements.append(entry)

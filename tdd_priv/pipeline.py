@@ -542,7 +542,7 @@ def detox_step(
     """
     if realized.source == "public":
         texts, embeddings = _public_pool(loaded, splits, encoded)
-        candidates = Candidates(texts, embeddings)
+        candidates = Candidates(texts, embeddings, public_rows=loaded.external_pool is not None)
     else:
         dataset, texts = loaded.labeled.dataset, loaded.texts  # each read copies a whole column
         columns = {column: list(dataset[column]) for column in loaded.labeled.group_columns}

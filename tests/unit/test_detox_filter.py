@@ -39,6 +39,7 @@ class TableScorer:
 POOL = Candidates(
     texts=[f"t{i}" for i in range(8)],
     embeddings=np.eye(8, dtype=np.float32),
+    public_rows=True,  # an external public pool: its rows may be named
 )
 
 
@@ -172,7 +173,7 @@ def test_a_scorer_with_the_wrong_shape_is_refused() -> None:
 
 
 def test_groups_are_reported_for_private_records_and_unknown_for_public_ones() -> None:
-    private = Candidates(POOL.texts, POOL.embeddings, groups={"g": ["a", "b"] * 4})
+    private = Candidates(POOL.texts, POOL.embeddings, groups={"g": ["a", "b"] * 4})  # not public
     realized = _realized([0, 1, 2, 3], [0, 0, 1, 1], [[0], [1], [2], [3]], source="private")
     section = screen(
         realized, private, TableScorer({"t1": (0.9,)}), DetoxConfig("flag"), LABELS
