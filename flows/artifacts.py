@@ -28,13 +28,16 @@ def artifact_key(name: str) -> str:
 
 
 def verdict_table(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per policy check: status, measured value, threshold, what it means."""
+    """One row per policy check: status (PASS, FAIL, INCONCLUSIVE, SKIPPED), measured value,
+    threshold, interval, whether the test could fail, and what it means."""
     return [
         {
             "check": name,
             "status": verdict["status"],
             "value": verdict.get("value"),
             "threshold": verdict.get("threshold"),
+            "interval": verdict.get("interval"),
+            "can_fail": verdict.get("can_fail"),
             "note": verdict.get("note", ""),
         }
         for name, verdict in report.get("verdicts", {}).items()
@@ -54,7 +57,8 @@ def publish_artifacts(report: Mapping[str, Any], out: Path, *, key: str) -> None
     create_table_artifact(
         rows or [{"check": "none", "status": "no audits ran (audit level none)"}],
         key=f"{key}-verdicts",
-        description="policy verdicts: PASS / FAIL / SKIPPED with value and threshold",
+        description="policy verdicts: PASS / FAIL / INCONCLUSIVE / SKIPPED with value, threshold, "
+        "interval and whether the test could fail",
     )
     create_link_artifact(
         (folder / "report.html").as_uri(),
