@@ -8,10 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tdd_priv.config import RunConfig, load_config_file
-from tdd_priv.errors import TddPrivError
+from tdd_priv.errors import ConfigError, TddPrivError
 from tdd_priv.methods import METHODS
 from tdd_priv.pipeline import RunResult, preflight, run
 from tdd_priv.realize import REALIZERS
@@ -19,6 +17,7 @@ from tdd_priv.report import utility_rows
 from tdd_priv.report.claim import PrivacyClaim
 from tdd_priv.signing import generate_key_pair, key_id
 from tdd_priv.verify import verify_run
+from tdd_priv.yamlio import load_yaml
 
 __all__ = ["main"]
 
@@ -69,10 +68,14 @@ def _csv(value: str) -> list[str]:
 
 
 def _key_value(text: str) -> tuple[str, Any]:
+    """KEY=VALUE with VALUE read as YAML (`500` a number, `[a, b]` a list, `1e-3` a float)."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), yaml.safe_load(value)
+    try:
+        return key.strip(), load_yaml(value, where=f"--method-option {key.strip()}")
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _parser() -> argparse.ArgumentParser:

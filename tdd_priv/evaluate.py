@@ -1,5 +1,9 @@
 """The evaluation protocol: train fresh heads (several seeds each) on a labeled set and test
-them on the real test split. Used for the synthetic set and for every baseline alike."""
+them on the real test split. Used for the synthetic set and for every baseline alike.
+
+A model that the training set does not allow (an empty set; for text models also a single
+class or no countable word) is reported as not computable, with the reason, instead of
+failing the run after its expensive steps or scoring a model that never saw data."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from tqdm.auto import tqdm
 
 from tdd_priv.heads import DEFAULT_TRAINING, HeadTraining, LabeledArrays, predict, train_head
 from tdd_priv.seeding import derive_seed
-from tdd_priv.text_models import fit_predict
+from tdd_priv.text_models import NotComputable, fit_predict
 
 __all__ = [
     "HeadScores",
@@ -39,10 +43,15 @@ TextSetSource = Callable[[int], LabeledTexts]
 
 @dataclass(frozen=True)
 class HeadScores:
-    """Test accuracies (fractions in [0, 1]) of one head architecture over its seeds."""
+    """Test accuracies (fractions in [0, 1]) of one head architecture over its seeds.
+
+    `not_computable`: why no model of this architecture could be trained on the set (then
+    `accuracies` is empty).
+    """
 
     head: str
     accuracies: tuple[float, ...]
+    not_computable: str | None = None
 
     @property
     def mean(self) -> float:
@@ -53,6 +62,8 @@ class HeadScores:
         return float(np.std(self.accuracies))
 
     def to_json(self) -> dict[str, Any]:
+        if self.not_computable is not None:
+            return {"not_computable": self.not_computable}
         return {
             "accuracy_mean": self.mean,
             "accuracy_std": self.std,
@@ -78,12 +89,18 @@ class Utility:
         return tuple(a for scores in self.by_head for a in scores.accuracies)
 
     def to_json(self) -> dict[str, Any]:
-        summary: dict[str, Any] = {
-            "accuracy_mean": float(np.mean(self.accuracies)),
-            "accuracy_std": float(np.std(self.accuracies)),
-            "n_models": len(self.accuracies),
-            "by_head": {s.head: s.to_json() for s in self.by_head},
-        }
+        accuracies = self.accuracies
+        summary: dict[str, Any]
+        if accuracies:
+            summary = {
+                "accuracy_mean": float(np.mean(accuracies)),
+                "accuracy_std": float(np.std(accuracies)),
+                "n_models": len(accuracies),
+                "by_head": {s.head: s.to_json() for s in self.by_head},
+            }
+        else:  # no head could be trained on the set: the reason, no per-head numbers
+            reasons = dict.fromkeys(s.not_computable for s in self.by_head if s.not_computable)
+            summary = {"not_computable": "; ".join(reasons) or "no model", "n_models": 0}
         if self.cross_architecture:
             summary["cross_architecture"] = {s.head: s.to_json() for s in self.cross_architecture}
         return summary
@@ -104,11 +121,23 @@ def evaluate(
     test_labels = test.labels
     jobs = [(head, i) for head in heads for i in range(seeds)]
     accuracies: dict[str, list[float]] = {head: [] for head in heads}
+    reasons: dict[str, str] = {}
     for head, i in tqdm(jobs, desc=label, unit="model", disable=not progress, leave=False):
+        if head in reasons:
+            continue
         model_seed = derive_seed(seed, "model", i)
-        model = train_head(head, training_set(model_seed), seed=model_seed, training=training)
+        data = training_set(model_seed)
+        if len(data.x) == 0:  # a head trained on nothing would score its random start
+            reasons[head] = "no training examples: the set is empty"
+            continue
+        model = train_head(head, data, seed=model_seed, training=training)
         accuracies[head].append(float(np.mean(predict(model, test.x) == test_labels)))
-    return Utility(tuple(HeadScores(head, tuple(accuracies[head])) for head in heads))
+    return Utility(
+        tuple(
+            HeadScores(head, () if head in reasons else tuple(accuracies[head]), reasons.get(head))
+            for head in heads
+        )
+    )
 
 
 def evaluate_texts(
@@ -127,11 +156,16 @@ def evaluate_texts(
     repeats = seeds if varies_with_seed else 1
     scores = []
     for name in models:
-        accuracies = []
+        accuracies: list[float] = []
+        reason = None
         for i in range(repeats):
             model_seed = derive_seed(seed, "model", i)
             data = training_set(model_seed)
-            predicted = fit_predict(name, data.texts, data.labels, test.texts, seed=model_seed)
+            try:
+                predicted = fit_predict(name, data.texts, data.labels, test.texts, seed=model_seed)
+            except NotComputable as error:
+                reason = str(error) if repeats == 1 else f"{error} (model {i + 1} of {repeats})"
+                break
             accuracies.append(float(np.mean(predicted == test.labels)))
-        scores.append(HeadScores(name, tuple(accuracies)))
+        scores.append(HeadScores(name, () if reason else tuple(accuracies), reason))
     return tuple(scores)

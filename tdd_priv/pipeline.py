@@ -35,7 +35,7 @@ from tdd_priv.audit_context import (
     records,
 )
 from tdd_priv.comparison import CandidateSet, baseline_set, fixed_set, judge
-from tdd_priv.config import INTERNAL_POOL, RunConfig
+from tdd_priv.config import INTERNAL_POOL, RunConfig, check_registered
 from tdd_priv.data import (
     DEMO_SPEC,
     ColumnMapping,
@@ -866,11 +866,14 @@ def realization_strategy(config: RunConfig) -> str:
 
 
 def check_config(config: RunConfig) -> None:
-    """Reject inconsistent settings before any data is read."""
-    try:
-        info = method_info(config.method)
-    except ValueError as error:
-        raise ConfigError(str(error)) from error
+    """Reject inconsistent settings before any data is read.
+
+    Every setting has its type and range checked when the RunConfig is built; this adds the
+    names that refer to registries (for configs built directly, not read) and the checks
+    across settings.
+    """
+    check_registered(config)
+    info = method_info(config.method)
     strategy = realization_strategy(config)
     if strategy not in REALIZERS:
         raise ConfigError(f"unknown --realize {strategy!r}; valid: {', '.join(REALIZERS)}")
@@ -881,6 +884,12 @@ def check_config(config: RunConfig) -> None:
             else "has no differentially private variant yet"
         )
         raise ConfigError(f"method '{info.name}' {reason}; pass --no-dp to run it without privacy.")
+    limit = config.privacy.budget_limit
+    if config.privacy.enabled and limit is not None and config.privacy.epsilon > limit:
+        raise ConfigError(
+            f"privacy.epsilon {config.privacy.epsilon:g} alone exceeds privacy.budget_limit "
+            f"{limit:g}; lower --epsilon or raise the limit."
+        )
     if config.privacy.enabled and strategy == "private-coreset":
         raise ConfigError(
             "--realize private-coreset releases private records; under DP use public-match, "

@@ -22,6 +22,8 @@ from tdd_priv.errors import DataValidationError
 __all__ = [
     "SUPPORTED_SUFFIXES",
     "RawTable",
+    "check_scalars",
+    "check_texts",
     "format_rows",
     "is_missing",
     "read_spec",
@@ -76,6 +78,56 @@ def is_missing(value: object) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
+def _kind(value: object) -> str:
+    """What a cell holds, in words, for errors about cells of the wrong type."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping (struct)"
+    if isinstance(value, bytes | bytearray):
+        return "bytes"
+    return f"a {type(value).__name__}"
+
+
+def check_texts(values: Sequence[Any], *, source: str, column: str, fix: str) -> None:
+    """Refuse a text column whose cells are not strings (lists, mappings, numbers, booleans):
+    turning them into text with str() would train on, and release, their Python repr. Missing
+    cells (None, NaN) are left to the caller. Rows are 1-based data rows. A CSV's cells are
+    always strings; JSON lines, Parquet and Hugging Face columns are typed."""
+    wrong = [
+        row
+        for row, value in enumerate(values, start=1)
+        if not isinstance(value, str) and not is_missing(value)
+    ]
+    if wrong:
+        kinds = sorted({_kind(values[row - 1]) for row in wrong})
+        raise DataValidationError(
+            f"{source}: column {column!r} holds {' and '.join(kinds)} instead of text in "
+            f"{format_rows(wrong)} (1-based data rows). Each text must be one string: {fix}"
+        )
+
+
+def check_scalars(values: Sequence[Any], *, source: str, column: str, role: str, flag: str) -> None:
+    """Refuse lists, mappings and bytes in a label, group or split column: each cell must be
+    one value (a name or a number), not a structure whose repr would become a class name."""
+    wrong = [
+        row
+        for row, value in enumerate(values, start=1)
+        if isinstance(value, list | tuple | dict | bytes | bytearray)
+    ]
+    if wrong:
+        kinds = sorted({_kind(values[row - 1]) for row in wrong})
+        raise DataValidationError(
+            f"{source}: column {column!r} holds {' and '.join(kinds)} in {format_rows(wrong)} "
+            f"(1-based data rows); each {role} must be one name or number. Flatten the column, "
+            f"or pass {flag} with another column."
+        )
+
+
 def read_spec(
     spec: str, *, needed: Sequence[str] | None = None, label_column: str | None = None
 ) -> RawTable:
@@ -93,10 +145,15 @@ def read_spec(
             f"{spec}: is a folder, not a data file. Pass a .csv/.jsonl/.parquet file, or "
             f"hf:{spec} to load the folder as a Hugging Face dataset."
         )
-    if not path.is_file():
+    if not path.exists():
         raise DataValidationError(
             f"{spec}: no such file. Check the path (relative paths start at {Path.cwd()}), "
             "or pass `demo` to try the bundled demo dataset."
+        )
+    if not path.is_file():  # stat only: a FIFO is never opened, so nothing blocks
+        raise DataValidationError(
+            f"{spec}: is not a regular file (a FIFO, device or socket). Save the data to a "
+            ".csv/.jsonl/.parquet file and pass that."
         )
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:

@@ -16,6 +16,8 @@ import pandas as pd
 from tdd_priv.data._io import (
     HF_SPLIT_COLUMN,
     RawTable,
+    check_scalars,
+    check_texts,
     format_rows,
     format_values,
     is_missing,
@@ -137,6 +139,15 @@ def _validate(
             )
 
     raw_texts = table.columns[columns.text]
+    check_texts(
+        raw_texts,
+        source=source,
+        column=columns.text,
+        fix="join the pieces into one (e.g. ' '.join(pieces)) or convert the column to text "
+        "before loading, or pass --text-column with the column that holds the texts.",
+    )
+    for role, column, flag in roles[1:]:
+        check_scalars(table.columns[column], source=source, column=column, role=role, flag=flag)
     empty = [i for i, text in enumerate(raw_texts) if is_missing(text)]
     if empty and not drop_empty:
         raise DataValidationError(

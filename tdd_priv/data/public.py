@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tdd_priv.data._io import format_values, is_missing, read_spec
+from tdd_priv.data._io import check_texts, format_values, is_missing, read_spec
 from tdd_priv.data.demo import PUBLIC_POOL_FILE, demo_file
 from tdd_priv.data.labeled import DEMO_SPEC
 from tdd_priv.errors import DataValidationError
@@ -44,8 +44,16 @@ def load_public_texts(spec: str, *, text_column: str = "text") -> PublicTexts:
             f"{table.source}: the public pool has no column {text_column!r} (columns: "
             f"{format_values(table.columns)}). Rename its text column to {text_column!r}."
         )
+    values = table.columns[text_column]
+    check_texts(
+        values,
+        source=table.source,
+        column=text_column,
+        fix="join the pieces into one or convert the column to text, or give a pool whose "
+        f"{text_column!r} column holds the texts.",
+    )
     # dict.fromkeys: ordered de-duplication.
-    texts = tuple(dict.fromkeys(str(t) for t in table.columns[text_column] if not is_missing(t)))
+    texts = tuple(dict.fromkeys(t for t in values if not is_missing(t)))
     if not texts:
         raise DataValidationError(
             f"{table.source}: every text in the public pool's column {text_column!r} is empty."

@@ -10,6 +10,7 @@ from typing import Any, Literal, TypeVar
 import torch
 from tqdm.auto import tqdm
 
+from tdd_priv.config import validate_settings
 from tdd_priv.errors import ConfigError
 from tdd_priv.methods.access import PrivateAccess
 from tdd_priv.methods.base import SyntheticSet
@@ -21,15 +22,19 @@ C = TypeVar("C")
 
 
 def parse_options(config_type: type[C], options: Mapping[str, Any], *, method: str) -> C:
-    """The method's config dataclass from `method_options`; unknown keys list the known ones."""
+    """The method's config dataclass from `method_options`: unknown keys list the known ones,
+    and each value is checked against its annotation (strictly: `iterations: "500"` or `2.5`
+    is refused), so a bad option fails when the config is read, not mid-run."""
     known = {field.name for field in dataclasses.fields(config_type)}  # type: ignore[arg-type]
-    unknown = sorted(set(options) - known)
+    unknown = sorted(str(name) for name in set(options) - known)
     if unknown:
         raise ConfigError(
             f"unknown option(s) {', '.join(unknown)} for method '{method}'; "
             f"known: {', '.join(sorted(known))}."
         )
-    return config_type(**options)
+    return validate_settings(
+        config_type, options, where=f"method '{method}' options", prefix="method_options."
+    )
 
 
 @dataclass

@@ -257,29 +257,74 @@ def _summary(report: Mapping[str, Any]) -> Section:
 def _utility(report: Mapping[str, Any]) -> Section:
     utility = report["utility"]
     protocol = utility.get("protocol", {})
+    sets = shown_sets(utility)
     heads = list(utility["synthetic"].get("by_head", {}))
+    text_models = list(
+        dict.fromkeys(name for key in sets for name in utility[key].get("cross_architecture", {}))
+    )
+    # (what, why) -> the sets it was not computable on, for the note below the table
+    unavailable: dict[tuple[str, str], list[str]] = {}
+
+    def score(key: str, models: Mapping[str, Any], name: str) -> str:
+        if name not in models:
+            return "—"
+        if "not_computable" in models[name]:
+            if "accuracy_mean" in utility[key]:  # else the whole set's note says it
+                why = str(models[name]["not_computable"])
+                unavailable.setdefault((name, why), []).append(utility_label(key))
+            return "not computable"
+        return f"{models[name]['accuracy_mean']:.3f}"
+
     rows = []
-    for key in shown_sets(utility):
+    for key in sets:
         entry = utility[key]
+        if "accuracy_mean" in entry:
+            overall = _accuracy(entry)
+        else:
+            overall = "not computable"
+            why = str(entry.get("not_computable", "?"))
+            unavailable.setdefault(("every head", why), []).append(utility_label(key))
         by_head = entry.get("by_head", {})
-        per_head = tuple(
-            f"{by_head[h]['accuracy_mean']:.3f}" if h in by_head else "—" for h in heads
+        texts = entry.get("cross_architecture", {})
+        rows.append(
+            (
+                utility_label(key),
+                overall,
+                str(entry["n_models"]),
+                *(score(key, by_head, head) for head in heads),
+                *(score(key, texts, name) for name in text_models),
+            )
         )
-        rows.append((utility_label(key), _accuracy(entry), str(entry["n_models"]), *per_head))
     intro = (
         f"Test accuracy on the real test split ({protocol.get('test_split_size', '?')} rows) of "
         f"fresh heads ({', '.join(heads)}; {protocol.get('seeds_per_head', '?')} seeds each) "
         f"trained on each set. {protocol.get('note', '')}"
     )
-    return Section(
-        "utility",
-        "Utility",
-        (
-            Paragraph(intro.strip()),
-            Table(("trained on", "accuracy", "models", *heads), tuple(rows)),
-            *_figures(report, "utility"),
+    if text_models:
+        intro += (
+            f" Text models ({', '.join(text_models)}) learn from the texts themselves, not from "
+            "the embeddings; they are not in the aggregate."
+        )
+    blocks: list[Block] = [
+        Paragraph(intro.strip()),
+        Table(
+            ("trained on", "accuracy", "models", *heads, *(f"{m} (texts)" for m in text_models)),
+            tuple(rows),
         ),
-    )
+    ]
+    if unavailable:
+        blocks.append(
+            Paragraph(
+                "Not computable on this data (no number is shown rather than a made-up one): "
+                + "; ".join(
+                    f"{what} on {', '.join(labels)}: {why}"
+                    for (what, why), labels in unavailable.items()
+                )
+                + ".",
+                tone="warn",
+            )
+        )
+    return Section("utility", "Utility", (*blocks, *_figures(report, "utility")))
 
 
 # --- audit tables (issue 5) ---------------------------------------------------------------------

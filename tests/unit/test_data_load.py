@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
 
 import datasets
@@ -282,6 +284,87 @@ def test_parquet_with_nan_text(tmp_path: Path) -> None:
     assert data.dataset["text"] == ["a", "c", "d"]
     assert data.dropped_rows == (2,)
     assert data.label_names == ("0", "1")
+
+
+def test_parquet_text_lists_are_refused_not_stringified(tmp_path: Path) -> None:
+    path = tmp_path / "d.parquet"
+    pd.DataFrame(
+        {"text": [["MARK COLVIN: a", "x", "y"], ["b"], ["c"]], "label": [0, 1, 0]}
+    ).to_parquet(path)
+    with pytest.raises(DataValidationError) as info:
+        load_labeled(str(path))
+    message = str(info.value)
+    assert "column 'text' holds a list instead of text in rows 1, 2, 3" in message
+    assert "join the pieces" in message and "--text-column" in message
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [(12, "a number"), (2.5, "a number"), (True, "true/false"), ({"a": 1}, "a mapping")],
+)
+def test_typed_non_text_cells_are_refused_with_their_row(
+    tmp_path: Path, value: object, kind: str
+) -> None:
+    rows = [{"text": "fine", "label": 0}, {"text": value, "label": 1}, {"text": "ok", "label": 1}]
+    path = write(tmp_path, "d.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(DataValidationError, match=rf"holds {kind}.* instead of text in row 2 "):
+        load_labeled(str(path))
+
+
+def test_number_looking_csv_texts_are_texts(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.csv", "text,label\n12,0\ntrue,1\n3.5,1\n")
+    assert load_labeled(str(path)).dataset["text"] == ["12", "true", "3.5"]
+
+
+def test_list_labels_and_groups_are_refused(tmp_path: Path) -> None:
+    rows = [{"text": "a", "label": [0], "g": "x"}, {"text": "b", "label": 1, "g": ["y"]}]
+    path = write(tmp_path, "d.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(DataValidationError, match=r"column 'label' holds a list in row 1"):
+        load_labeled(str(path))
+    with pytest.raises(DataValidationError, match=r"'g' holds a list in row 2.*--group-column"):
+        load_labeled(str(path), columns=ColumnMapping(label="text", groups=("g",)))
+
+
+def test_hf_sequence_text_column_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    rows = [{"text": ["a", "b"], "label": 0}, {"text": ["c"], "label": 1}]
+    write(folder, "train.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(DataValidationError, match=r"holds a list instead of text in rows 1, 2"):
+        load_labeled(f"hf:{folder}")
+
+
+def test_public_pool_texts_must_be_strings(tmp_path: Path) -> None:
+    path = tmp_path / "pool.parquet"
+    pd.DataFrame({"text": [["a", "b"], ["c"]]}).to_parquet(path)
+    with pytest.raises(DataValidationError, match=r"'text' holds a list instead of text"):
+        load_public_texts(str(path))
+
+
+def test_paths_that_are_not_regular_files_are_refused_unread(tmp_path: Path) -> None:
+    fifo = tmp_path / "d.csv"
+    os.mkfifo(fifo)
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            load_labeled(str(fifo))
+        except DataValidationError as error:
+            errors.append(error)
+
+    reader = threading.Thread(target=load, daemon=True)  # reading a FIFO would block
+    reader.start()
+    reader.join(timeout=5)
+    assert not reader.is_alive(), "the FIFO was opened"
+    assert "d.csv: is not a regular file" in str(errors[0])
+    with pytest.raises(DataValidationError, match=r"/dev/zero: is not a regular file"):
+        load_labeled("/dev/zero")
+    with pytest.raises(DataValidationError, match=r"is not a regular file"):
+        load_public_texts("/dev/null")
 
 
 def test_group_column_may_not_clash_with_output_columns(tmp_path: Path) -> None:

@@ -225,7 +225,7 @@ def test_dp_balanced_run_with_an_empty_cell_releases_it_as_noise_and_falls_back(
 def test_balance_is_refused_where_a_method_cannot_use_it() -> None:
     with pytest.raises(ConfigError, match="not available for method 'kip'"):
         distill("kip", _inputs("kip", _two_groups()))
-    with pytest.raises(ConfigError, match="fairness must be one of none, balanced"):
+    with pytest.raises(ConfigError, match="fairness: 'fair' is not one of 'none' or 'balanced'"):
         RunConfig(fairness="fair")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="--group-column"):
         GroupBalance.from_columns({}, np.arange(3))
