@@ -140,6 +140,8 @@ def _number(value: Any) -> str:
 
 
 def _accuracy(entry: Mapping[str, Any]) -> str:
+    if "accuracy_mean" not in entry:  # no model could be trained on the set
+        return "not computable"
     return f"{entry['accuracy_mean']:.3f} ± {entry['accuracy_std']:.3f}"
 
 
@@ -209,10 +211,15 @@ def _verdict_badge(verdict: Mapping[str, Any]) -> Badge:
 def _summary(report: Mapping[str, Any]) -> Section:
     dataset, synthetic, utility = report["dataset"], report["synthetic"], report["utility"]
     method = report["method"]
-    synthetic_mean = utility["synthetic"]["accuracy_mean"]
+    synthetic_mean = utility["synthetic"].get("accuracy_mean")
+
+    def difference(entry: Mapping[str, Any]) -> str:
+        if synthetic_mean is None or "accuracy_mean" not in entry:
+            return ""
+        return f" ({synthetic_mean - entry['accuracy_mean']:+.3f})"
+
     versus = [
-        f"{utility_label(key)} {_accuracy(utility[key])} "
-        f"({synthetic_mean - utility[key]['accuracy_mean']:+.3f})"
+        f"{utility_label(key)} {_accuracy(utility[key])}{difference(utility[key])}"
         for key in ("dp_sgd", "full_data", "random")
         if key in utility
     ]

@@ -21,8 +21,6 @@ from typing import Any, Literal
 
 import yaml
 
-from tdd_priv.config import RunConfig
-from tdd_priv.errors import ConfigError
 from tdd_priv.fingerprint import sha256_json
 from tdd_priv.study.sweep import EXECUTION_SETTINGS, Cell
 
@@ -62,11 +60,10 @@ class CellOutcome:
         return cls(**payload)
 
 
-def _comparable(config: RunConfig) -> dict[str, Any]:
-    settings = config.to_dict()
-    for key in _EXECUTION_ONLY:
-        settings.pop(key, None)
-    return settings
+def _comparable(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A released config (config.resolved.yaml's mapping) without what only says how a run
+    executes."""
+    return {key: value for key, value in settings.items() if key not in _EXECUTION_ONLY}
 
 
 def _json_object(path: Path) -> dict[str, Any] | None:
@@ -91,14 +88,12 @@ def cell_is_complete(cell: Cell) -> bool:
         return False
     try:
         resolved = yaml.safe_load((folder / "config.resolved.yaml").read_text(encoding="utf-8"))
-        written = RunConfig.from_dict(resolved)
-    except (OSError, yaml.YAMLError, ConfigError, TypeError, ValueError, AttributeError):
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return False
-    if report.get("config_sha256") != sha256_json(resolved):
+    if not isinstance(resolved, Mapping) or report.get("config_sha256") != sha256_json(resolved):
         return False  # the report was not written from this config file
-    # config.resolved.yaml names local files by their name only: compare what it can hold
-    released = RunConfig.from_dict(cell.config.released_dict())
-    return _comparable(written) == _comparable(released)
+    # config.resolved.yaml is the released config (local files named by their name only)
+    return _comparable(resolved) == _comparable(cell.config.released_dict())
 
 
 def remove_partial_folders(cell: Cell) -> list[Path]:

@@ -148,7 +148,7 @@ def test_cross_setting_checks_need_no_data(tmp_path: Path, monkeypatch: pytest.M
         raise AssertionError("data was read")
 
     monkeypatch.setattr(pipeline, "load_step", no_data)
-    base = {"out": str(tmp_path / "run"), "data": {"spec": "x.csv"}}
+    base = {"out": str(tmp_path / "run"), "data": {"spec": "x.csv", "public_pool": "pool.csv"}}
     with pytest.raises(ConfigError, match="--group-column"):
         pipeline.preflight(RunConfig.from_dict({**base, "method": "dm", "fairness": "balanced"}))
     with pytest.raises(ConfigError, match=r"alone exceeds privacy\.budget_limit 2"):

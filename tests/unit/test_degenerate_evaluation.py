@@ -10,10 +10,10 @@ import pytest
 
 from tdd_priv.evaluate import LabeledTexts, Utility, evaluate, evaluate_texts
 from tdd_priv.heads import HeadTraining, LabeledArrays
-from tdd_priv.report import SCHEMA_VERSION, schema_errors
+from tdd_priv.report import schema_errors
 from tdd_priv.report.markdown import render_markdown
 from tdd_priv.text_models import NotComputable, fit_predict
-from tests.report_samples import non_private_report
+from tests.report_samples import current_schema, non_private_report
 
 LETTERS = ["a b c", "d e", "f g h", "i j"]
 WORDS = ["good movie", "bad film", "great plot", "awful acting"]
@@ -39,8 +39,7 @@ def _entry(utility: Utility) -> dict[str, Any]:
 
 
 def _valid_in_a_report(entry: dict[str, Any]) -> list[str]:
-    report = non_private_report()
-    report["schema_version"] = SCHEMA_VERSION
+    report = current_schema(non_private_report())
     report["utility"]["random"] = entry
     return schema_errors(report)
 
