@@ -15,6 +15,7 @@ from typing import Any
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from tdd_priv.report import render_markdown
+from tdd_priv.report.escape import printable
 
 __all__ = ["artifact_key", "publish_artifacts", "verdict_table"]
 
@@ -32,13 +33,13 @@ def verdict_table(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     threshold, interval, whether the test could fail, and what it means."""
     return [
         {
-            "check": name,
+            "check": printable(name),  # check names and notes come from the policy file
             "status": verdict["status"],
             "value": verdict.get("value"),
             "threshold": verdict.get("threshold"),
             "interval": verdict.get("interval"),
             "can_fail": verdict.get("can_fail"),
-            "note": verdict.get("note", ""),
+            "note": printable(verdict.get("note", "")),
         }
         for name, verdict in report.get("verdicts", {}).items()
     ]

@@ -15,6 +15,7 @@ from tdd_priv.pipeline import RunResult, preflight, run
 from tdd_priv.realize import REALIZERS
 from tdd_priv.report import utility_rows
 from tdd_priv.report.claim import PrivacyClaim
+from tdd_priv.report.escape import printable
 from tdd_priv.signing import generate_key_pair, key_id
 from tdd_priv.verify import verify_run
 from tdd_priv.yamlio import load_yaml
@@ -428,10 +429,10 @@ def _run(args: argparse.Namespace) -> int:
         from flows.extensions import build_extensions  # toxicity scorers etc. from audits/
 
         result = run(config, extensions=build_extensions(config))
-    print(_summary(result))
+    print(printable(_summary(result)))  # labels and names come from data: no terminal escapes
     verdicts = _verdict_line(result.report)
     if verdicts:
-        print(verdicts)
+        print(printable(verdicts))
     failed = _strict_failures(config, result.report)
     if failed:
         print(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tdd_priv.report.claim import PrivacyClaim
+from tdd_priv.report.escape import html_literals, html_text
 from tdd_priv.report.sections import (
     Badge,
     Block,
@@ -67,14 +68,16 @@ _BOLD = re.compile(r"\*\*([^*]+)\*\*")
 
 
 def _inline(text: str) -> str:
+    """Section text as HTML: the template's `code` and **bold** become tags; data (protected
+    by tdd_priv.report.escape) becomes character data only."""
     escaped = html.escape(text, quote=False)
     escaped = _CODE.sub(r"<code>\1</code>", escaped)
-    return _BOLD.sub(r"<strong>\1</strong>", escaped)
+    return html_literals(_BOLD.sub(r"<strong>\1</strong>", escaped))
 
 
 def _cell(cell: Cell) -> str:
     if isinstance(cell, Badge):
-        return f'<span class="badge {cell.tone}">{html.escape(cell.text)}</span>'
+        return f'<span class="badge {cell.tone}">{html_text(cell.text)}</span>'
     if isinstance(cell, tuple):
         return " ".join(_cell(part) for part in cell)
     return _inline(cell)
@@ -89,7 +92,7 @@ def _block(block: Block, run_dir: Path) -> str:
         css = f' class="{block.tone}"' if block.tone != "plain" else ""
         return f"<p{css}>{_inline(block.text)}</p>"
     if isinstance(block, Table):
-        head = "".join(f"<th>{html.escape(title)}</th>" for title in block.header)
+        head = "".join(f"<th>{html_text(title)}</th>" for title in block.header)
         head_row = f"<thead><tr>{head}</tr></thead>" if any(block.header) else ""
         body = "".join(
             "<tr>" + "".join(f"<td>{_cell(cell)}</td>" for cell in row) + "</tr>"
@@ -97,7 +100,7 @@ def _block(block: Block, run_dir: Path) -> str:
         )
         return f"<table>{head_row}<tbody>{body}</tbody></table>"
     if isinstance(block, FigureRef):
-        caption = html.escape(block.caption)
+        caption = html_text(block.caption)
         return (
             f'<figure><img alt="{caption}" src="{_image(run_dir / block.path)}">'
             f"<figcaption>{caption}</figcaption></figure>"
@@ -110,7 +113,8 @@ def _section(section: Section, run_dir: Path, *, private: bool) -> str:
     if section.key == "summary":
         css = "summary" if private else "summary not-private"
         return f'<section class="{css}" id="summary"><h2>Summary</h2>\n{blocks}</section>'
-    return f'<section id="{section.key}"><h2>{html.escape(section.title)}</h2>\n{blocks}</section>'
+    title = html_text(section.title)
+    return f'<section id="{html_text(section.key)}"><h2>{title}</h2>\n{blocks}</section>'
 
 
 def render_html(report: Mapping[str, Any], run_dir: Path) -> str:

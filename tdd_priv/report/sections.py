@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tdd_priv.report.claim import PrivacyClaim
+from tdd_priv.report.escape import protect
 from tdd_priv.report.figures import shown_sets, utility_label
 
 __all__ = [
@@ -856,7 +857,10 @@ def _integrity(report: Mapping[str, Any]) -> Section:
 
 
 def build_sections(report: Mapping[str, Any]) -> list[Section]:
-    """Every section of the human-readable report, in display order."""
+    """Every section of the human-readable report, in display order. Every string of `report`
+    is protected first (tdd_priv.report.escape): what came from data renders as text, never as
+    markup, whatever it contains."""
+    report = protect(report)
     return [
         _summary(report),
         _utility(report),
