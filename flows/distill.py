@@ -27,6 +27,7 @@ from prefect.runtime import flow_run
 
 from flows.artifacts import artifact_key, publish_artifacts
 from flows.extensions import build_extensions
+from flows.runners import RunnerOptions, shared_prefect_api
 from tdd_priv.config import RunConfig, load_config_file
 from tdd_priv.errors import ConfigError
 from tdd_priv.pipeline import EmbeddingFiles, RunResult, encode_key, execute, experts_key
@@ -134,4 +135,8 @@ def distill_flow(
 
 
 def run_distill_flow(config: RunConfig) -> RunResult:
-    return RunResult(out=config.out, report=distill_flow(config.to_dict()))
+    """Run the flow once: on the Prefect API at PREFECT_API_URL, else on a temporary server of
+    its own that is stopped however the run ends (an error, or a stop signal the CLI raises)."""
+    with shared_prefect_api(RunnerOptions()):
+        report = distill_flow(config.to_dict())
+    return RunResult(out=config.out, report=report, private=config.private_folder)

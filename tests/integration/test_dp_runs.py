@@ -59,7 +59,7 @@ def test_dp_run_end_to_end(case: str, tiny_ag_news: Path, tmp_path: Path) -> Non
     assert "dp_sgd" in report["utility"]
 
     frame = pd.read_csv(tiny_ag_news)
-    splits = json.loads((out / "private/splits.json").read_text())
+    splits = json.loads((out.with_name(out.name + ".private") / "splits.json").read_text())
     pool = set(frame.text.iloc[splits["public"]])
     members = set(frame.text.iloc[splits["members"]])
     released = [
