@@ -27,6 +27,7 @@ from prefect.runtime import flow_run
 
 from flows.artifacts import artifact_key, publish_artifacts
 from flows.extensions import build_extensions
+from flows.runners import RunnerOptions, shared_prefect_api
 from tdd_priv.config import RunConfig, load_config_file
 from tdd_priv.errors import ConfigError
 from tdd_priv.pipeline import (
@@ -149,8 +150,9 @@ def distill_flow(
 
 
 def run_distill_flow(config: RunConfig) -> RunResult:
-    """Run `config` as a flow in this process; its noise seed, if any, travels in-process, never
-    as a flow parameter."""
-    with noise_seed_scope(config.privacy.noise_seed):
+    """Run the flow once: on the Prefect API at PREFECT_API_URL, else on a temporary server of
+    its own that is stopped however the run ends (an error, or a stop signal the CLI raises).
+    The config's noise seed, if any, travels in-process, never as a flow parameter."""
+    with shared_prefect_api(RunnerOptions()), noise_seed_scope(config.privacy.noise_seed):
         report = distill_flow(config.without_noise_seed().to_dict())
-    return RunResult(out=config.out, report=report)
+    return RunResult(out=config.out, report=report, private=config.private_folder)

@@ -10,7 +10,8 @@ One Prefect API for every worker: a Dask worker process hydrates the parent's Pr
 parent talks to Prefect's in-process ephemeral API and every worker process would start a
 temporary server of its own (measured with prefect 3.9 / prefect-dask 0.3.7: one per worker,
 7–15 s each). `shared_prefect_api` avoids that: it starts one temporary server for the study and
-sets PREFECT_API_URL to it, so the workers inherit that address.
+sets PREFECT_API_URL to it, so the workers inherit that address. A single `tdd-priv run` uses it
+too, so that its server is stopped however the run ends (flows.distill.run_distill_flow).
 """
 
 from __future__ import annotations
@@ -134,37 +135,47 @@ def shared_prefect_api(options: RunnerOptions) -> Iterator[str]:
     # A server of its own (Prefect's SubprocessASGIServer() is one shared instance per port, and
     # stopping that one would stop a server someone else in this process still uses).
     server = SubprocessASGIServer(port=_free_port())
-    # A fresh PREFECT_HOME migrates its database first: slower than Prefect's 20 s default here.
-    server.start(timeout=max(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value(), 120))
-    try:
+    try:  # stopped however the block ends: an error, Ctrl-C, or a stop signal raised by the CLI
+        # A fresh PREFECT_HOME migrates its database first: slower than Prefect's 20 s default.
+        server.start(timeout=max(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value(), 120))
         with (
-            _stopped_on_sigterm(server),
+            _stopped_on_signals(server),
             temporary_settings(updates={PREFECT_API_URL: server.api_url}),
         ):
-            yield server.api_url
-            APILogWorker.drain_all(timeout=5)
+            try:
+                yield server.api_url
+            finally:
+                APILogWorker.drain_all(timeout=5)  # this process's logs, while the server is up
     finally:
         server.stop()
+
+
+_SERVER_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 @contextmanager
-def _stopped_on_sigterm(server: Any) -> Iterator[None]:
-    """Stop `server` when SIGTERM ends this process. Prefect's flow engine turns SIGTERM into a
-    crash report, then restores the handler it found and re-sends the signal: without this one,
-    the default handler would end the process at once and orphan the server."""
+def _stopped_on_signals(server: Any) -> Iterator[None]:
+    """Stop `server` when SIGTERM or SIGHUP would end this process on the spot (their default
+    action), so that it is not orphaned. Prefect's flow engine turns SIGTERM into a crash
+    report, then restores the handler it found and re-sends the signal. A handler that raises
+    instead (the CLI's) is left alone: the exception ends the block, which stops the server."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers live in the main thread only
         return
-    previous = signal.getsignal(signal.SIGTERM)
-    previous = signal.SIG_DFL if previous is None else previous  # None: set outside Python
+    previous = {signum: signal.getsignal(signum) for signum in _SERVER_STOP_SIGNALS}
+    ending = [
+        signum for signum, handler in previous.items() if handler in (signal.SIG_DFL, None)
+    ]  # None: set outside Python
 
     def stop_then_terminate(signum: int, frame: Any) -> None:
         server.stop()
-        signal.signal(signum, previous)
+        signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 
-    signal.signal(signal.SIGTERM, stop_then_terminate)
+    for signum in ending:
+        signal.signal(signum, stop_then_terminate)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum in ending:
+            signal.signal(signum, signal.SIG_DFL)

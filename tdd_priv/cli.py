@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from tdd_priv.config import RunConfig, load_config_file
@@ -51,6 +55,7 @@ _OVERRIDES = {
     "orchestrator": "orchestrator",
     "overwrite": "overwrite",
     "out": "out",
+    "private_out": "private_out",
     "key": "signing_key",
     "audit": "audit.level",  # audits (issue 5)
     "policy": "audit.policy",
@@ -147,7 +152,13 @@ def _parser() -> argparse.ArgumentParser:
     other.add_argument("--eval-seeds", type=int)
     other.add_argument("--orchestrator", choices=["prefect", "local"])
     other.add_argument("--no-progress", action="store_true")
-    other.add_argument("--overwrite", action="store_true", default=None)
+    other.add_argument(
+        "--overwrite",
+        action="store_true",
+        default=None,
+        help="replace existing run folders, only ones written by tdd-priv (never an input's "
+        "folder, the working directory, the home folder or a folder above them)",
+    )
     other.add_argument(
         "--key",
         type=Path,
@@ -157,8 +168,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_detox_options(runner)
     _add_audit_options(runner)
-    runner.add_argument("--out", type=Path, required=True, metavar="DIR")
+    runner.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="the release: what may be shared"
+    )
+    runner.add_argument(
+        "--private-out",
+        type=Path,
+        metavar="DIR",
+        help="the run's private record (splits, row ids, canary secrets; never share it); "
+        "default: DIR.private beside --out",
+    )
     _add_verify_and_keys(commands)
+    _add_clean_command(commands)
     _add_detox_command(commands)
     _add_deploy_command(commands)
     _add_study_command(commands)
@@ -340,6 +361,8 @@ def _summary(result: RunResult) -> str:
     ]
     if "toxicity" in report.get("audits", {}):
         lines.insert(4, f"toxicity     {report['audits']['toxicity']['statement']}")
+    if result.private is not None:
+        lines.insert(2, f"private      {result.private}  (splits, row ids: never share it)")
     return "\n".join(lines)
 
 
@@ -519,13 +542,14 @@ def _study(args: argparse.Namespace) -> int:
     options = RunnerOptions(args.runner, workers=args.workers or 2, address=args.dask_address)
     try:
         result = run_study(sweep, args.out, options)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
         print(
-            f"tdd-priv: interrupted; finished cells are kept in {args.out / 'cells'}: run the "
-            "same command again to resume.",
+            f"tdd-priv: stopped by {signal.Signals(signum).name}; finished cells are kept in "
+            f"{args.out / 'cells'}: run the same command again to resume.",
             file=sys.stderr,
         )
-        return 130
+        return 128 + signum
     counts = {s: sum(o.status == s for o in result.outcomes) for s in ("ran", "reused", "failed")}
     print(f"\nstudy folder {result.out}  ({len(cells)} cells, {result.wall_s:.0f} s)")
     print(f"cells        {counts['ran']} ran, {counts['reused']} reused, {counts['failed']} failed")
@@ -575,6 +599,40 @@ def _deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- cleaning up after killed runs ----------------------------------------------------------------
+
+
+def _add_clean_command(commands: Any) -> None:
+    clean = commands.add_parser(
+        "clean",
+        help="remove what killed runs left behind (staging folders, cache temporaries)",
+        description="Remove hidden staging folders (.NAME.partial-*) of runs that are no longer "
+        "alive, temporaries of cache writes whose writer is gone, and free lock files, in each "
+        "DIR and the folders directly inside it. A live run's files are never touched (each "
+        "is guarded by a lock its run holds). See docs/operations.md.",
+    )
+    clean.add_argument(
+        "dirs",
+        type=Path,
+        nargs="*",
+        metavar="DIR",
+        help="folders to clean (default: the embedding cache folder and the current folder)",
+    )
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from tdd_priv.config import default_cache_dir
+    from tdd_priv.rundir import clean_stale
+
+    roots = args.dirs or [default_cache_dir(), Path.cwd()]
+    removed = clean_stale(roots, depth=1)
+    for path in removed:
+        print(f"removed {path}")
+    where = ", ".join(str(root) for root in roots)
+    print(f"{len(removed)} leftover(s) of interrupted runs removed from {where}")
+    return 0
+
+
 _COMMANDS = {
     "run": _run,
     "verify": _verify,
@@ -582,16 +640,64 @@ _COMMANDS = {
     "detox": _detox,
     "deploy": _deploy,
     "study": _study,
+    "clean": _clean,
 }
+
+# --- stop signals ---------------------------------------------------------------------------------
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal, raised in the main thread wherever it was when the signal came, so that
+    every `finally` and `except BaseException` on the way up removes what it staged, and the
+    temporary Prefect server is stopped. A KeyboardInterrupt, because Prefect and other
+    libraries treat those as a person stopping the program (no crash traceback)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _stop_signals_raise() -> Iterator[None]:
+    """For the block: SIGINT, SIGTERM and SIGHUP raise `Stopped` (those the process was not told
+    to ignore); once one has, the others are ignored so that the clean-up runs to its end
+    (SIGKILL still ends the process)."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        for other in STOP_SIGNALS:
+            signal.signal(other, signal.SIG_IGN)
+        raise Stopped(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers live in the main thread only
+        return
+    previous = {
+        signum: signal.signal(signum, stop)
+        for signum in STOP_SIGNALS
+        if signal.getsignal(signum) is not signal.SIG_IGN  # e.g. SIGHUP under nohup: stay deaf
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():  # None: set outside Python
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _COMMANDS[args.command](args)
+        with _stop_signals_raise():
+            return _COMMANDS[args.command](args)
     except TddPrivError as error:
         print(f"tdd-priv: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("tdd-priv: interrupted; no run folder was written.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
+        print(
+            f"tdd-priv: stopped by {signal.Signals(signum).name}; what it had staged was removed "
+            "and no unfinished run folder was written.",
+            file=sys.stderr,
+        )
+        return 128 + signum

@@ -10,7 +10,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from tqdm.auto import tqdm
 
 from tdd_priv.errors import ConfigError
 from tdd_priv.fingerprint import fingerprint_strings, sha256_file
+from tdd_priv.locks import replacing_temporary
 
 __all__ = [
     "DEFAULT_ENCODER",
@@ -286,19 +286,13 @@ def _write_entry(folder: Path, key: str, embeddings: np.ndarray, metadata: dict[
 
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write via a temp file in the same folder + os.replace, so readers never see half a file."""
-    descriptor, temp_name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    """Write via a temporary beside `path` + os.replace, so readers never see half a file. The
+    temporary is removed on any error or signal, and one a killed run left behind is
+    recognised as stale by its free lock (tdd_priv.locks.replacing_temporary)."""
+    with replacing_temporary(path) as temporary, temporary.open("wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _resolve_model_dir(model: str) -> Path:

@@ -56,6 +56,7 @@ from tdd_priv.errors import ConfigError
 from tdd_priv.evaluate import LabeledTexts, Utility
 from tdd_priv.extensions import NO_EXTENSIONS, Auditor, CanaryMaker, Extensions, ToxicityScorer
 from tdd_priv.heads import HeadTraining, LabeledArrays
+from tdd_priv.locks import remove_stale_temporaries, replacing_temporary
 from tdd_priv.methods import (
     DistillInput,
     ExpertTrajectories,
@@ -78,7 +79,13 @@ from tdd_priv.privacy.release import (
 )
 from tdd_priv.realize import REALIZERS, RealizationInput, RealizedSet, RealizeSettings, realize
 from tdd_priv.report import RunRecord, write_run_folder
-from tdd_priv.rundir import check_output_dir, staged_directory
+from tdd_priv.rundir import (
+    RunFolders,
+    check_run_folders,
+    claimed_run_folders,
+    reset_staging,
+    staged_run_folders,
+)
 from tdd_priv.seeding import derive_seed
 from tdd_priv.signing import check_signing_key
 from tdd_priv.state import keyed_digest
@@ -103,6 +110,7 @@ __all__ = [
     "pool_step",
     "preflight",
     "run",
+    "run_folders",
 ]
 
 T = TypeVar("T")
@@ -162,8 +170,11 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class RunResult:
+    """`out`: the release folder; `private`: the run's private record (never share it)."""
+
     out: Path
     report: dict[str, Any]
+    private: Path | None = None
 
 
 # --- the steps --------------------------------------------------------------------------------
@@ -328,7 +339,8 @@ def experts_step(
         experts = train(members)
     key = experts_key(loaded, splits, encoded, config)
     path = Path(config.cache_dir) / "experts" / f"{key}.safetensors"
-    experts.save(path)
+    with replacing_temporary(path) as temporary:  # removed if the run is stopped mid-write
+        experts.save(temporary)
     return path
 
 
@@ -822,7 +834,7 @@ def audit_step(
 
 
 def report_step(
-    staging: Path,
+    staging: RunFolders,
     loaded: LoadedInputs,
     splits: Splits,
     encoded: EncodedInputs,
@@ -833,7 +845,10 @@ def report_step(
     audit: AuditResults | None = None,
     budget: Budget | None = None,
 ) -> dict[str, Any]:
-    """Write the run folder's contents into `staging` and return report.json's content."""
+    """Write the run's release and private record into the staging folders `staging` and return
+    report.json's content. A retried attempt starts from empty staging folders."""
+    for folder in (staging.release, staging.private):
+        reset_staging(folder)
     record = RunRecord(
         config=config,
         labeled=loaded.labeled,
@@ -851,6 +866,27 @@ def report_step(
         budget=budget,
     )
     return write_run_folder(staging, record)
+
+
+def run_folders(config: RunConfig) -> RunFolders:
+    """The run's release folder (`out`) and its private record's folder."""
+    named = config.out if config.out.name not in ("", "..") else config.out.resolve()
+    if not named.name:
+        raise ConfigError(
+            f"--out {config.out} is the root folder; a run never writes there: choose a new folder."
+        )
+    return RunFolders(release=config.out, private=replace(config, out=named).private_folder)
+
+
+def _input_paths(config: RunConfig) -> list[Path]:
+    """Files and folders the run reads (that exist here): a run folder never replaces them."""
+    specs = [config.data.spec, config.data.public_pool, config.encoder.model, config.detox.model]
+    paths = [config.audit.policy, config.signing_key]
+    for spec in specs:
+        if spec:
+            name = spec.removeprefix("hf:")
+            paths += [Path(spec), Path(name), Path(name.rpartition(":")[0] or name)]
+    return [path for path in dict.fromkeys(paths) if path is not None and path.exists()]
 
 
 # --- the chain --------------------------------------------------------------------------------
@@ -910,7 +946,7 @@ def check_config(config: RunConfig) -> None:
                 "--fairness balanced needs a sensitive-group column: pass --group-column C "
                 "(repeat for several; their intersection is used), or use --fairness none."
             )
-    check_output_dir(config.out, overwrite=config.overwrite)
+    check_run_folders(run_folders(config), overwrite=config.overwrite, inputs=_input_paths(config))
     check_signing_key(config.signing_key)
     if config.audit.level != "none":
         load_policy(config.audit.policy)  # a bad policy file fails before anything runs
@@ -944,48 +980,63 @@ def execute(
     call: StepCaller = call_directly,
     extensions: Extensions = NO_EXTENSIONS,
 ) -> RunResult:
-    """Run every step; the run folder appears only if all of them succeed.
+    """Run every step; the run folders appear only if all of them succeed.
 
-    `extensions` carries the toxicity scorers and auditors from `audits/` (see
-    tdd_priv.extensions); the library itself never imports them.
+    Both run folders are locked from before the first step to the end (a second run into them
+    fails at once), and what killed runs left beside them is removed first. `extensions`
+    carries the toxicity scorers and auditors from `audits/` (see tdd_priv.extensions); the
+    library itself never imports them.
     """
     check_config(config)
     scorer = toxicity_scorer(config, extensions)
     maker = canary_maker(config, extensions)
     auditors = tuple(extensions.auditors) if config.audit.level != "none" else ()
-    loaded = call(load_step, config)
-    splits = call(split_step, loaded, config)
-    if maker is not None:
-        loaded, splits = call(canary_step, loaded, splits, config, maker)
-    loaded, splits = call(pool_step, loaded, splits)
-    encoded = call(encode_step, loaded, config).load()
-    budget = call(budget_step, loaded, splits, config) if config.privacy.enabled else None
-    experts = call(experts_step, loaded, splits, encoded, config) if uses_experts(config) else None
-    synthetic = call(distill_step, loaded, splits, encoded, config, experts)
-    realized = call(realize_step, loaded, splits, encoded, synthetic, config)
-    if scorer is not None:
-        realized = call(detox_step, loaded, splits, encoded, realized, config, scorer)
-    evaluation = call(evaluate_step, loaded, splits, encoded, synthetic, realized, config)
-    audit = (
-        call(audit_step, loaded, splits, encoded, synthetic, realized, config, auditors)
-        if auditors
-        else None
-    )
-    with staged_directory(config.out, overwrite=config.overwrite) as staging:
-        report = call(
-            report_step,
-            staging,
-            loaded,
-            splits,
-            encoded,
-            synthetic,
-            realized,
-            evaluation,
-            config,
-            audit,
-            budget,
+    folders = run_folders(config)
+    with claimed_run_folders(folders) as leftovers:
+        cache = Path(config.cache_dir)
+        for folder in (cache / "embeddings", cache / "experts"):
+            leftovers += remove_stale_temporaries(folder)
+        if leftovers:
+            print(
+                f"tdd-priv: removed {len(leftovers)} leftover(s) of interrupted runs: "
+                + ", ".join(str(path) for path in leftovers),
+                file=sys.stderr,
+            )
+        loaded = call(load_step, config)
+        splits = call(split_step, loaded, config)
+        if maker is not None:
+            loaded, splits = call(canary_step, loaded, splits, config, maker)
+        loaded, splits = call(pool_step, loaded, splits)
+        encoded = call(encode_step, loaded, config).load()
+        budget = call(budget_step, loaded, splits, config) if config.privacy.enabled else None
+        experts = (
+            call(experts_step, loaded, splits, encoded, config) if uses_experts(config) else None
         )
-    return RunResult(out=config.out, report=report)
+        synthetic = call(distill_step, loaded, splits, encoded, config, experts)
+        realized = call(realize_step, loaded, splits, encoded, synthetic, config)
+        if scorer is not None:
+            realized = call(detox_step, loaded, splits, encoded, realized, config, scorer)
+        evaluation = call(evaluate_step, loaded, splits, encoded, synthetic, realized, config)
+        audit = (
+            call(audit_step, loaded, splits, encoded, synthetic, realized, config, auditors)
+            if auditors
+            else None
+        )
+        with staged_run_folders(folders, overwrite=config.overwrite) as staging:
+            report = call(
+                report_step,
+                staging,
+                loaded,
+                splits,
+                encoded,
+                synthetic,
+                realized,
+                evaluation,
+                config,
+                audit,
+                budget,
+            )
+    return RunResult(out=config.out, report=report, private=folders.private)
 
 
 def run(config: RunConfig, *, extensions: Extensions = NO_EXTENSIONS) -> RunResult:

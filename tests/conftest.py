@@ -15,7 +15,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+# $TDD_PRIV_TEST_DATASETS: the datasets folder, for a checkout (a git worktree) that lies elsewhere
+SHARED_DATASETS = Path(
+    os.environ.get("TDD_PRIV_TEST_DATASETS") or REPO_ROOT.parent / "shared" / "datasets"
+)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,10 @@
 `report.dsse.json` is a DSSE envelope (payloadType application/vnd.in-toto+json) over an in-toto
 Statement v1 whose subjects are every released file with its SHA-256, and whose predicate
 (type `PREDICATE_TYPE`) is a summary of report.json. The released files are every file of the
-run folder except `private/`, the envelope itself and the shipped public key.
+run folder except the envelope itself, the shipped public key and the folder's marker
+(`.tdd-priv-folder`, which says only that tdd-priv wrote the folder). The private record lives
+in a folder of its own; run folders of older versions kept it in `private/`, which is never a
+released file either.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tdd_priv.fingerprint import sha256_file
+from tdd_priv.rundir import MARKER_FILE
 from tdd_priv.signing import (
     IN_TOTO_PAYLOAD_TYPE,
     SigningKey,
@@ -33,7 +37,7 @@ __all__ = [
     "sign_run_folder",
 ]
 
-PRIVATE_DIR = "private"
+PRIVATE_DIR = "private"  # where run folders of older versions kept the private record
 REPORT_FILE = "report.json"
 ENVELOPE_FILE = "report.dsse.json"
 PUBLIC_KEY_FILE = "signing-key.pub"
@@ -42,8 +46,8 @@ PREDICATE_TYPE = "https://tdd-priv.dev/report/v1"
 
 def released_files(run_dir: Path) -> list[str]:
     """Every released file of a run folder (POSIX paths relative to it), sorted: all files but
-    `private/`, the signature envelope and the shipped public key."""
-    unsigned = {ENVELOPE_FILE, PUBLIC_KEY_FILE}
+    the signature envelope, the shipped public key, the folder's marker and a legacy `private/`."""
+    unsigned = {ENVELOPE_FILE, PUBLIC_KEY_FILE, MARKER_FILE}
     names = (path.relative_to(run_dir).as_posix() for path in run_dir.rglob("*"))
     return sorted(
         name

@@ -1,9 +1,11 @@
-"""Write a run's released files and private records into a (staging) run folder, and sign it.
+"""Write a run's released files into a (staging) release folder and its private record into a
+(staging) private folder, and sign the release.
 
-Order matters: data, config and figures first; then report.md and report.html; then
-report.json (validated against its schema) with the SHA-256 of every file before it; last the
-signature over everything released, report.json included. All of it happens in the staging
-folder, so a signed run folder appears whole or not at all.
+Order matters: the private record, data, config and figures first; then report.md and
+report.html; then report.json (validated against its schema) with the SHA-256 of every file
+before it; last the signature over everything released, report.json included. All of it
+happens in staging folders (tdd_priv.rundir), so a signed run folder appears whole or not at
+all, and nothing private is ever written into the release.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tdd_priv.report.html import render_html
 from tdd_priv.report.markdown import render_markdown
 from tdd_priv.report.record import RunRecord, build_report
 from tdd_priv.report.schema import validate_report
+from tdd_priv.rundir import RunFolders
 from tdd_priv.signing import SigningKey, resolve_signing_key
 
 __all__ = ["PRIVATE_DIR", "released_files", "write_run_folder"]
@@ -74,7 +77,8 @@ def _write_synthetic(folder: Path, record: RunRecord) -> None:
 
 
 def _write_private(folder: Path, record: RunRecord) -> None:
-    folder.mkdir()
+    """The private record: splits, realized row ids, canary secrets. Never released."""
+    folder.mkdir(exist_ok=True)
     (folder / "splits.json").write_text(json.dumps(record.splits.to_json()), encoding="utf-8")
     # the full config, local paths included, so the owner can repeat the run (never the noise
     # seed: it is stored nowhere)
@@ -113,14 +117,16 @@ def _artifacts(folder: Path) -> list[dict[str, str]]:
 
 
 def write_run_folder(
-    folder: Path, record: RunRecord, *, signing_key: SigningKey | None = None
+    folders: RunFolders, record: RunRecord, *, signing_key: SigningKey | None = None
 ) -> dict[str, Any]:
-    """Write data, figures, config, reports and the signature into `folder`; returns
-    report.json's content. Signs with `signing_key`, else with the key that
-    `record.config.signing_key`, $TDD_PRIV_SIGNING_KEY or the per-user default names."""
+    """Write the private record into `folders.private`, and data, figures, config, reports and
+    the signature into `folders.release`; returns report.json's content. Signs with
+    `signing_key`, else with the key that `record.config.signing_key`, $TDD_PRIV_SIGNING_KEY or
+    the per-user default names."""
     key = signing_key or resolve_signing_key(record.config.signing_key)
+    _write_private(folders.private, record)
+    folder = folders.release
     _write_synthetic(folder / "synthetic", record)
-    _write_private(folder / PRIVATE_DIR, record)
     (folder / "config.resolved.yaml").write_text(
         yaml.safe_dump(record.config.released_dict(), sort_keys=False), encoding="utf-8"
     )

@@ -2,10 +2,11 @@
 each took.
 
 A cell's folder DIR/cells/<id>/ is an ordinary signed run folder, written by the pipeline's
-staged rename, so it is either whole or absent. It counts as finished when its report.json
-parses, names a schema version, and belongs to the config it was written from
-(config.resolved.yaml, tied to the report by `config_sha256`), and that config computes the
-same thing as the cell's: settings that only say how a run executes are ignored.
+staged rename, so it is either whole or absent (its private record: DIR/cells/<id>.private/).
+It counts as finished when its report.json parses, names a schema version, and belongs to the
+config it was written from (config.resolved.yaml, tied to the report by `config_sha256`), and
+that config computes the same thing as the cell's: settings that only say how a run executes
+are ignored.
 
 Wall times live beside the cells (DIR/timings/<id>.json), never inside a signed run folder.
 """
@@ -13,7 +14,6 @@ Wall times live beside the cells (DIR/timings/<id>.json), never inside a signed 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 
 from tdd_priv.fingerprint import sha256_json
+from tdd_priv.rundir import remove_stale
 from tdd_priv.study.sweep import EXECUTION_SETTINGS, Cell
 
 __all__ = [
@@ -97,19 +98,13 @@ def cell_is_complete(cell: Cell) -> bool:
 
 
 def remove_partial_folders(cell: Cell) -> list[Path]:
-    """Remove staging folders an interrupted run of this cell left behind (.<id>.partial-*,
-    .<id>.old-*); only the study runs its cells, so nothing else writes them."""
-    folder = cell.config.out
-    if not folder.parent.is_dir():
-        return []
-    leftovers = [
-        path
-        for pattern in (f".{folder.name}.partial-*", f".{folder.name}.old-*")
-        for path in folder.parent.glob(pattern)
-    ]
-    for path in leftovers:
-        shutil.rmtree(path, ignore_errors=True)
-    return leftovers
+    """Remove the staging folders a killed run of this cell left behind (.<id>.partial-*, and
+    those of its private folder), unless a live run of the cell holds its lock (see
+    tdd_priv.rundir)."""
+    removed: list[Path] = []
+    for folder in (cell.config.out, cell.config.private_folder):
+        removed += remove_stale(folder.parent, names=[folder.name])
+    return removed
 
 
 def _timing_file(cell: Cell) -> Path:

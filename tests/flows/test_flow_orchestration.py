@@ -157,8 +157,10 @@ def test_runs_publish_versioned_artifacts(tiny_ag_news: Path, tmp_path: Path) ->
             return_state=True,
         )
         assert state.is_completed()
-    folders = sorted((tmp_path / "runs").iterdir())
+    folders = sorted(f for f in (tmp_path / "runs").iterdir() if f.suffix != ".private")
     assert len(folders) == 2 and all((f / "report.json").is_file() for f in folders)
+    private = sorted(f.with_name(f.name + ".private") for f in folders)  # each run's record
+    assert sorted((tmp_path / "runs").iterdir()) == sorted([*folders, *private])
     assert not (tmp_path / "x").exists()
 
     key = "tdd-priv-nightly-ag-news"

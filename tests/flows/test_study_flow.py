@@ -160,8 +160,9 @@ def test_the_cli_offers_exactly_the_registered_runners() -> None:
     assert tuple(RUNNERS) == STUDY_RUNNERS
 
 
-def test_sigterm_stops_the_temporary_server_before_the_process_ends(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_a_signal_that_would_end_the_process_stops_the_temporary_server_first(
+    monkeypatch: pytest.MonkeyPatch, signame: str
 ) -> None:
     import signal
 
@@ -173,13 +174,31 @@ def test_sigterm_stops_the_temporary_server_before_the_process_ends(
         def stop(self) -> None:
             self.stopped = True
 
+    signum = signal.Signals[signame]
     sent: list[int] = []
     monkeypatch.setattr(runners.os, "kill", lambda pid, signum: sent.append(signum))
-    before = signal.getsignal(signal.SIGTERM)
+    before = signal.getsignal(signum)
+    assert before is signal.SIG_DFL  # the signal would end the process on the spot
     server = Server()
-    with runners._stopped_on_sigterm(server):
-        handler = signal.getsignal(signal.SIGTERM)
+    with runners._stopped_on_signals(server):
+        handler = signal.getsignal(signum)
         assert callable(handler) and handler is not before
-        handler(signal.SIGTERM, None)  # what Prefect's engine re-sends after its crash report
-        assert server.stopped and sent == [signal.SIGTERM]
-    assert signal.getsignal(signal.SIGTERM) is before
+        handler(signum, None)  # what Prefect's engine re-sends after its crash report
+        assert server.stopped and sent == [signum]
+    assert signal.getsignal(signum) is before
+
+
+def test_a_handler_that_raises_is_left_to_end_the_block() -> None:
+    import signal
+
+    import flows.runners as runners
+
+    def raising(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, raising)  # the CLI's: the block's exit stops it
+    try:
+        with runners._stopped_on_signals(object()):
+            assert signal.getsignal(signal.SIGTERM) is raising
+    finally:
+        signal.signal(signal.SIGTERM, previous)

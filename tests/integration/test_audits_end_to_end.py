@@ -95,15 +95,16 @@ def test_canaries_are_recorded_privately_and_never_released(
     canary = report["audits"]["canary"]
     assert canary["canaries"] == 32 and 0 < canary["inserted"] < 32
     assert 0.0 <= canary["epsilon_lower_bound"] <= canary["epsilon_ceiling"]
-    secrets = json.loads((out / "private" / "canaries.json").read_text())
+    private = out.with_name(out.name + ".private")
+    secrets = json.loads((private / "canaries.json").read_text())
     assert len(secrets) == 32 and sum(s["included"] for s in secrets) == canary["inserted"]
-    splits = json.loads((out / "private" / "splits.json").read_text())
+    splits = json.loads((private / "splits.json").read_text())
     assert sorted(s["row"] for s in secrets) == splits["canaries"]
     assert report["dataset"]["sizes"]["canaries"] == 32
     released = "".join(
         (out / name).read_text(encoding="utf-8") for name in ("report.json", "report.md")
     )
     assert not any(secret["text"] in released for secret in secrets)
-    assert not any(item["path"].startswith("private/") for item in report["artifacts"])
+    assert not (out / "private").exists()
     markdown = (out / "report.md").read_text(encoding="utf-8")
     assert "Membership inference" in markdown and "Verdicts" in markdown

@@ -28,9 +28,15 @@ def test_run_folder_has_the_contracted_files(finished_run: Path) -> None:
         "report.md",
         "config.resolved.yaml",
         "figures/utility.png",
-        "private/splits.json",
     ):
         assert (finished_run / name).is_file(), name
+    private = finished_run.with_name("herding.private")  # beside the release, never inside
+    assert sorted(path.name for path in private.iterdir()) == [
+        ".tdd-priv-folder",
+        "realized_rows.json",
+        "splits.json",
+    ]
+    assert not (finished_run / "private").exists()
     rows = [
         json.loads(line)
         for line in (finished_run / "synthetic/data.jsonl").read_text().splitlines()
@@ -72,7 +78,7 @@ def test_released_texts_are_private_members(finished_run: Path, tiny_ag_news: Pa
     import pandas as pd
 
     frame = pd.read_csv(tiny_ag_news)
-    splits = json.loads((finished_run / "private/splits.json").read_text())
+    splits = json.loads((finished_run.with_name("herding.private") / "splits.json").read_text())
     members = set(frame.text.iloc[splits["members"]])
     rows = [
         json.loads(line)

@@ -139,7 +139,8 @@ def test_scheduled_deployment_runs_on_a_real_server(
     finally:
         _stop(serve)
 
-    (folder,) = runs.iterdir()
+    folder, private = sorted(runs.iterdir())  # the release and, beside it, its private record
+    assert private.name == f"{folder.name}.private" and (private / "splits.json").is_file()
     report = json.loads((folder / "report.json").read_text())
     assert report["method"]["name"] == "herding"
     assert main(["verify", str(folder)]) == 0

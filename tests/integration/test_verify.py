@@ -161,6 +161,8 @@ def test_a_missing_file_fails(copy: Path, signer: Path) -> None:
 
 
 def test_an_added_file_fails_but_private_files_are_not_released(copy: Path, signer: Path) -> None:
+    assert (copy / ".tdd-priv-folder").is_file()  # the run folder's marker is never signed
+    (copy / "private").mkdir()  # where older versions kept the private record
     (copy / "private" / "notes.txt").write_text("private/ is never released")
     assert verify_run(copy, public_key=_public(signer)).passed
     (copy / "synthetic" / "extra.jsonl").write_text('{"text": "smuggled"}\n')
@@ -188,7 +190,7 @@ def test_the_report_never_contains_private_records(signed_run: Path, tiny_ag_new
     import pandas as pd
 
     texts = pd.read_csv(tiny_ag_news).text
-    splits = json.loads((signed_run / "private" / "splits.json").read_text())
+    splits = json.loads((signed_run.with_name("signed.private") / "splits.json").read_text())
     private = [texts.iloc[i] for i in splits["members"] + splits["audit"]]
     for name in ("report.json", "report.md", "report.html", "report.dsse.json"):
         content = (signed_run / name).read_text()

@@ -25,7 +25,8 @@ FILES = {
     "config.resolved.yaml": "seed: 0\n",
     "report.md": "# report\n",
     "report.html": "<!DOCTYPE html><title>report</title>\n",
-    "private/splits.json": '{"members": [1, 2]}',
+    "private/splits.json": '{"members": [1, 2]}',  # where older versions kept it
+    ".tdd-priv-folder": '{"role": "release", "written_by": "tdd-priv"}\n',
 }
 
 
@@ -54,13 +55,14 @@ def _failed(folder: Path, key_path: Path) -> set[str]:
     return {check.name for check in verification.failures}
 
 
-def test_released_files_exclude_private_the_envelope_and_the_key(
+def test_released_files_exclude_private_the_envelope_the_key_and_the_marker(
     tmp_path: Path, key_path: Path
 ) -> None:
     run = tmp_path / "run"
     _make_run(run, key_path, non_private_report())
     assert (run / "report.dsse.json").is_file() and (run / "signing-key.pub").is_file()
-    expected = [name for name in FILES if not name.startswith("private/")] + ["report.json"]
+    unreleased = {"private/splits.json", ".tdd-priv-folder"}
+    expected = [name for name in FILES if name not in unreleased] + ["report.json"]
     assert released_files(run) == sorted(expected)
 
 
