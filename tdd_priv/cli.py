@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+import textwrap
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,8 +22,14 @@ from tdd_priv.realize import REALIZERS
 from tdd_priv.report import utility_rows
 from tdd_priv.report.claim import PrivacyClaim
 from tdd_priv.report.escape import printable
-from tdd_priv.signing import generate_key_pair, key_id
-from tdd_priv.verify import verify_run
+from tdd_priv.signing import (
+    TRUSTED_KEYS_ENV,
+    generate_key_pair,
+    key_id,
+    load_public_key,
+    resolve_trust_anchor,
+)
+from tdd_priv.verify import EXIT_MEANINGS, Verification, VerifyExit, verify_run
 from tdd_priv.yamlio import load_yaml
 
 __all__ = ["main"]
@@ -305,18 +313,51 @@ def _detox(args: argparse.Namespace) -> int:
 
 
 def _add_verify_and_keys(commands: Any) -> None:
+    exit_codes = "\n".join(
+        textwrap.fill(
+            f"{int(code)}  {code.name.replace('_', ' ')}: {meaning}",
+            width=88,
+            initial_indent="  ",
+            subsequent_indent="     ",
+        )
+        for code, meaning in EXIT_MEANINGS.items()
+    )
+    description = (
+        "Run every check on a run folder and list each one (✓ passed, ⚠ passed with a warning, "
+        "✗ failed). Who signed is known only against a key you name: the signer's public key "
+        "(--key), a keyring (--keyring), or the signer's key id (--key-id); when none is given, "
+        f"${TRUSTED_KEYS_ENV} (a key file or keyring folder). Without any, the checks run "
+        "against the key shipped in the folder and the result is UNAUTHENTICATED."
+    )
     verifier = commands.add_parser(
         "verify",
-        help="check a run folder's signature, file digests, report schema and ε",
-        description="Exit 0 only if every check passes; otherwise list every failed check.",
+        help="check a run folder's signature (against keys you trust), digests, schema and ε",
+        description=textwrap.fill(description, width=88),
+        epilog=f"exit status:\n{exit_codes}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     verifier.add_argument("dir", type=Path, metavar="DIR", help="the run folder")
     verifier.add_argument(
         "--key",
         type=Path,
+        action="append",
         metavar="PUBKEY",
-        help="the signer's public key (PEM). Without it the key shipped in the folder is used, "
-        "which proves the files are intact but not who signed them",
+        help="a trusted public key (PEM), obtained from the signer, not from the folder; repeat "
+        "for several (any of them may have signed)",
+    )
+    verifier.add_argument(
+        "--keyring",
+        type=Path,
+        action="append",
+        metavar="FOLDER",
+        help="a folder of trusted public keys (*.pub); any of them may have signed",
+    )
+    verifier.add_argument(
+        "--key-id",
+        action="append",
+        metavar="HEX",
+        help="the signer's key id (64 hex, or its first 16 or more): the key shipped in the "
+        "folder is used only if its id matches",
     )
     keys = commands.add_parser("keys", help="manage Ed25519 signing keys")
     actions = keys.add_subparsers(dest="keys_command", required=True)
@@ -324,6 +365,10 @@ def _add_verify_and_keys(commands: Any) -> None:
         "generate", help="write a new private key FILE (mode 0600) and its public key FILE.pub"
     )
     generate.add_argument("file", type=Path, metavar="FILE")
+    identify = actions.add_parser(
+        "id", help="print the key id of a public key (to give to a reviewer for --key-id)"
+    )
+    identify.add_argument("file", type=Path, metavar="PUBKEY")
 
 
 def _run_config(args: argparse.Namespace) -> RunConfig:
@@ -468,21 +513,49 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    verification = verify_run(args.dir, public_key=args.key)
+    trust = resolve_trust_anchor(
+        keys=args.key or (), keyrings=args.keyring or (), key_ids=args.key_id or (),
+        environ=os.environ,
+    )  # fmt: skip
+    verification = verify_run(args.dir, trust=trust)
     for check in verification.checks:
-        print(f"{'✓' if check.passed else '✗'} {check.name}: {check.detail}")
-    failures = verification.failures
-    if not failures:
-        print(f"verified: all {len(verification.checks)} checks passed for {args.dir}")
-        return 0
-    print(
-        f"NOT VERIFIED: {len(failures)} of {len(verification.checks)} checks failed for "
-        f"{args.dir}: {', '.join(check.name for check in failures)}"
+        print(f"{check.symbol} {check.name}: {check.detail}")
+    print(_verify_conclusion(verification))
+    return int(verification.outcome)
+
+
+def _verify_conclusion(verification: Verification) -> str:
+    """The last line of `verify`: what the outcome proves, in one line."""
+    total, folder = len(verification.checks), verification.run_dir
+    warned = len(verification.warnings)
+    warnings = f" ({warned} warning{'s' if warned != 1 else ''})" if warned else ""
+    outcome, signer = verification.outcome, verification.signer
+    if outcome is VerifyExit.NOT_VERIFIED:
+        failures = verification.failures
+        return (
+            f"NOT VERIFIED: {len(failures)} of {total} checks failed for {folder}: "
+            f"{', '.join(check.name for check in failures)}"
+        )
+    # Every check passed, the signature included, so a signer is known.
+    signer_id = signer.key_id if signer is not None else "?"
+    if outcome is VerifyExit.VERIFIED:
+        source = signer.source if signer is not None else "a trusted key"
+        return (
+            f"verified: all {total} checks passed{warnings} for {folder}, signed by key id "
+            f"{signer_id} ({source})"
+        )
+    return (
+        f"UNAUTHENTICATED: all {total} checks passed{warnings} for {folder} against the key "
+        f"shipped in it (key id {signer_id[:16]}…); that proves only that the files match "
+        "what that key signed, and anyone can make such a folder. Name the signer's key with "
+        f"--key, --keyring or --key-id (or ${TRUSTED_KEYS_ENV}) to learn who signed it."
     )
-    return 1
 
 
 def _keys(args: argparse.Namespace) -> int:
+    if args.keys_command == "id":
+        print(key_id(load_public_key(args.file)))
+        return 0
     public_key = generate_key_pair(args.file)
     print(f"private key  {args.file}  (mode 0600: keep it secret)")
     print(f"public key   {args.file}.pub  (give it to whoever verifies your runs)")

@@ -29,6 +29,7 @@ from tdd_priv.signing import (
 __all__ = [
     "ENVELOPE_FILE",
     "PREDICATE_TYPE",
+    "PREDICATE_TYPES",
     "PRIVATE_DIR",
     "PUBLIC_KEY_FILE",
     "REPORT_FILE",
@@ -41,7 +42,9 @@ PRIVATE_DIR = "private"  # where run folders of older versions kept the private 
 REPORT_FILE = "report.json"
 ENVELOPE_FILE = "report.dsse.json"
 PUBLIC_KEY_FILE = "signing-key.pub"
-PREDICATE_TYPE = "https://tdd-priv.dev/report/v1"
+PREDICATE_TYPE = "https://tdd-priv.dev/report/v2"
+# Every predicate type a verifier accepts: v1 (reports of schema 0.x/1.x) and v2 (schema 2.x).
+PREDICATE_TYPES = ("https://tdd-priv.dev/report/v1", "https://tdd-priv.dev/report/v2")
 
 
 def released_files(run_dir: Path) -> list[str]:

@@ -847,8 +847,10 @@ def _integrity(report: Mapping[str, Any]) -> Section:
                 "that lists the SHA-256 of every released file, this report included. Signing key "
                 f"id (SHA-256 of the raw public key): `{signing['key_id']}`; the public key is "
                 f"shipped as `{signing['public_key']}`. Check the folder with "
-                "`tdd-priv verify DIR --key PUBKEY`, using a public key obtained from the signer "
-                "yourself: the shipped key proves that the files are intact, not who signed them."
+                "`tdd-priv verify DIR --key PUBKEY` (or `--key-id` with the key id), using a "
+                "public key or key id obtained from the signer yourself, not from this folder: "
+                "without one, `verify` reports UNAUTHENTICATED, since the shipped key proves only "
+                "that the files match what it signed, not who signed them."
             )
         )
     if data_files:

@@ -1,4 +1,5 @@
-"""Ed25519 keys, DSSE envelopes and in-toto Statements: the signature of a run folder.
+"""Ed25519 keys, DSSE envelopes and in-toto Statements: the signature of a run folder, and the
+trust anchor (the keys a reviewer names) that a verification checks it against.
 
 Generic signing only; which files of a run are signed, and with what summary, is decided by
 `tdd_priv.report.attest`, and checked by `tdd_priv.verify`.
@@ -33,17 +34,29 @@ from tdd_priv.signing.statement import (
     make_statement,
     parse_statement,
 )
+from tdd_priv.signing.trust import (
+    MIN_KEY_ID_PREFIX,
+    TRUSTED_KEYS_ENV,
+    TrustAnchor,
+    TrustedKey,
+    parse_key_id,
+    resolve_trust_anchor,
+)
 
 __all__ = [
     "IN_TOTO_PAYLOAD_TYPE",
+    "MIN_KEY_ID_PREFIX",
     "SIGNING_KEY_ENV",
     "STATEMENT_TYPE",
+    "TRUSTED_KEYS_ENV",
     "EnvelopeError",
     "SignatureError",
     "SigningKey",
     "SigningKeyError",
     "Statement",
     "StatementError",
+    "TrustAnchor",
+    "TrustedKey",
     "check_signing_key",
     "default_key_path",
     "generate_key_pair",
@@ -53,9 +66,11 @@ __all__ = [
     "make_statement",
     "open_envelope",
     "pae",
+    "parse_key_id",
     "parse_statement",
     "public_key_pem",
     "resolve_signing_key",
+    "resolve_trust_anchor",
     "sign_envelope",
     "unverified_payload",
 ]

@@ -1,14 +1,17 @@
 """Ed25519 signing keys: generation, files, the per-user default key and key ids.
 
 Private keys are PKCS#8 PEM files (unencrypted, mode 0600); public keys are SubjectPublicKeyInfo
-PEM files beside them, named `FILE.pub`. A key id is the SHA-256 (hex) of the 32 raw bytes of
-the public key, so anyone can recompute it from the public key alone.
+PEM files beside them, named `FILE.pub`. As with ssh, a private key file that its group or other
+users may read or write is refused: it is the only thing between a forger and your signature.
+A key id is the SHA-256 (hex) of the 32 raw bytes of the public key, so anyone can recompute it
+from the public key alone.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -122,20 +125,41 @@ def generate_key_pair(path: Path) -> Ed25519PublicKey:
     return private_key.public_key()
 
 
-def _read_pem(path: Path, what: str) -> bytes:
+@dataclass(frozen=True)
+class _KeyFile:
+    data: bytes
+    mode: int  # permission bits of the file that was read (not of a later one at the same path)
+
+
+def _read_pem(path: Path, what: str) -> _KeyFile:
     if not path.is_file():
         raise SigningKeyError(
             f"{what} file not found: {path}. Create a key pair with `tdd-priv keys generate FILE`."
         )
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+            return _KeyFile(handle.read(), mode)
     except OSError as error:
         raise SigningKeyError(f"cannot read {what} file {path}: {error}") from error
 
 
+def _refuse_shared_private_key(path: Path, mode: int) -> None:
+    """Like ssh: a private key that group or others may read or write is no longer private."""
+    if os.name == "posix" and mode & 0o077:  # other systems have no such mode bits
+        raise SigningKeyError(
+            f"{path} is a private key with mode {mode:04o}: its group or other users may read or "
+            "write it, so any of them could sign as you. Fix: chmod 600 "
+            f"{path} (and, if others may have copied it, make a new key with "
+            "`tdd-priv keys generate FILE`)."
+        )
+
+
 def load_private_key(path: Path) -> Ed25519PrivateKey:
-    """Read an unencrypted Ed25519 private key (PEM, PKCS#8) from `path`."""
-    data = _read_pem(path, "signing key")
+    """Read an unencrypted Ed25519 private key (PEM, PKCS#8) from `path`, which must be a
+    file that only its owner may read or write (mode 0600 or stricter)."""
+    key_file = _read_pem(path, "signing key")
+    data = key_file.data
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError as error:  # encrypted with a passphrase
@@ -155,12 +179,13 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
             f"{path} holds a {type(key).__name__}; tdd-priv signs with Ed25519 keys only. "
             "Create one with `tdd-priv keys generate FILE`."
         )
+    _refuse_shared_private_key(path, key_file.mode)
     return key
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
     """Read an Ed25519 public key (PEM, SubjectPublicKeyInfo) from `path`."""
-    data = _read_pem(path, "public key")
+    data = _read_pem(path, "public key").data
     if b"PRIVATE KEY" in data:
         raise SigningKeyError(
             f"{path} is a private key; verify with the public key (FILE.pub) and keep the "
@@ -191,10 +216,14 @@ def _explicit_key(explicit: Path | None) -> tuple[Path, KeyOrigin] | None:
 
 
 def check_signing_key(explicit: Path | None) -> None:
-    """Fail fast (before a run does any work) when a named signing key cannot be used."""
+    """Fail fast (before a run does any work) when the key the run would sign with cannot be
+    used: a named one (--key, $TDD_PRIV_SIGNING_KEY), else the per-user key if it exists (one
+    that does not exist yet is created when the run signs)."""
     named = _explicit_key(explicit)
     if named is not None:
         load_private_key(named[0])
+    elif default_key_path().exists():
+        load_private_key(default_key_path())
 
 
 def resolve_signing_key(explicit: Path | None) -> SigningKey:

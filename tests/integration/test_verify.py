@@ -1,28 +1,42 @@
-"""A real tiny run is signed, verifies, and every kind of tampering with it is caught."""
+"""A real tiny run is signed, verifies against its signer's key, and every kind of tampering
+with it is caught, a forgery re-signed with another key included."""
 
 import base64
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tdd_priv.cli import main
 from tdd_priv.config import RunConfig
+from tdd_priv.fingerprint import sha256_file
 from tdd_priv.pipeline import run
-from tdd_priv.report import sign_run_folder
+from tdd_priv.report.attest import sign_run_folder
 from tdd_priv.report.claim import build_claim
 from tdd_priv.signing import (
     IN_TOTO_PAYLOAD_TYPE,
     SigningKey,
+    TrustAnchor,
     generate_key_pair,
     key_id,
     load_private_key,
     load_public_key,
+    resolve_trust_anchor,
 )
-from tdd_priv.verify import Verification, verify_run
+from tdd_priv.verify import Verification, VerifyExit, verify_run
 from tests.helpers import tiny_run_overrides
+
+PRIVATE_RECORD_SUFFIX = ".private"
+
+
+@pytest.fixture(autouse=True)
+def no_trusted_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """`verify` honours $TDD_PRIV_TRUSTED_KEYS; the tests name their keys themselves."""
+    monkeypatch.delenv("TDD_PRIV_TRUSTED_KEYS", raising=False)
+    yield
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +57,15 @@ def signed_run(tiny_ag_news: Path, signer: Path, tmp_path_factory: pytest.TempPa
         "evaluation.baselines": ["random"],
     }
     run(RunConfig().with_overrides(overrides))
+    # A release holds no private record: it belongs in DIR.private, beside the folder. Move it
+    # there if this pipeline still writes it inside (it is not signed, so nothing else changes).
+    if (out / "private").is_dir():
+        shutil.move(out / "private", _private_record(out))
     return out
+
+
+def _private_record(run_dir: Path) -> Path:
+    return run_dir.with_name(run_dir.name + PRIVATE_RECORD_SUFFIX)
 
 
 @pytest.fixture
@@ -92,11 +114,76 @@ def test_a_valid_run_verifies_through_the_cli(
 ) -> None:
     assert main(["verify", str(signed_run), "--key", str(_public(signer))]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert all(line.startswith("✓") for line in lines[:-1]) and len(lines) == 11
-    assert lines[-1].startswith("verified: all 10 checks passed")
-    # Without --key, the shipped key is used, and the output says what that does not prove.
-    assert main(["verify", str(signed_run)]) == 0
-    assert "not who signed them" in capsys.readouterr().out
+    assert all(line.startswith("✓") for line in lines[:-1]) and len(lines) == 12
+    assert lines[-1].startswith("verified: all 11 checks passed")
+    assert key_id(load_public_key(_public(signer))) in lines[-1]
+    # Without a trusted key, the shipped key is used, and the output says what that proves.
+    assert main(["verify", str(signed_run)]) == VerifyExit.UNAUTHENTICATED
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("UNAUTHENTICATED: all 11 checks passed")
+    assert "the files match what that key signed" in last
+
+
+def _forge(folder: Path, forger: Path) -> None:
+    """What anyone can do to a copied run folder: change a released data line, then re-sign
+    with a fresh key, fixing report.json's key id and artifacts, so every internal check agrees."""
+    data = folder / "synthetic" / "data.jsonl"
+    lines = data.read_text(encoding="utf-8").splitlines()
+    row = json.loads(lines[0])
+    row["text"] = "a sentence the signer never released"
+    lines[0] = json.dumps(row)
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    generate_key_pair(forger)
+    key = SigningKey(load_private_key(forger), forger, "--key")
+    report = json.loads((folder / "report.json").read_text())
+    report["signing"]["key_id"] = key.key_id
+    report["artifacts"] = [
+        {"path": item["path"], "sha256": sha256_file(folder / item["path"])}
+        for item in report["artifacts"]
+    ]
+    (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    sign_run_folder(folder, key)
+
+
+def test_a_forgery_re_signed_with_another_key_is_never_verified(
+    copy: Path, signer: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _forge(copy, tmp_path / "forger")
+    # Without a trust anchor every check passes (the forgery is self-consistent), so verify
+    # must not claim more than that.
+    assert main(["verify", str(copy)]) == VerifyExit.UNAUTHENTICATED == 3
+    out = capsys.readouterr().out
+    assert "UNAUTHENTICATED" in out and "verified:" not in out
+    assert out.count("✓") == 11
+    # With the original signer's public key, the signature check fails.
+    assert main(["verify", str(copy), "--key", str(_public(signer))]) == VerifyExit.NOT_VERIFIED
+    out = capsys.readouterr().out
+    assert "✗ signature:" in out and "verified:" not in out
+    assert out.splitlines()[-1].startswith("NOT VERIFIED:")
+
+
+def test_a_keyring_and_a_pinned_key_id_accept_the_run_and_reject_its_forgery(
+    signed_run: Path, copy: Path, signer: Path, tmp_path: Path
+) -> None:
+    _forge(copy, tmp_path / "forger")
+    ring = tmp_path / "keyring"
+    ring.mkdir()
+    shutil.copy(_public(signer), ring / "signer.pub")
+    generate_key_pair(tmp_path / "colleague")
+    shutil.copy(tmp_path / "colleague.pub", ring / "colleague.pub")
+    signer_id = key_id(load_public_key(_public(signer)))
+    for anchor in (["--keyring", str(ring)], ["--key-id", signer_id], ["--key-id", signer_id[:16]]):
+        assert main(["verify", str(signed_run), *anchor]) == VerifyExit.VERIFIED, anchor
+        assert main(["verify", str(copy), *anchor]) == VerifyExit.NOT_VERIFIED, anchor
+        failed = _failed(verify_run(copy, trust=_anchor(anchor)))
+        assert "signature" in failed, anchor
+
+
+def _anchor(argv: list[str]) -> TrustAnchor:
+    option, value = argv
+    if option == "--keyring":
+        return resolve_trust_anchor(keyrings=[Path(value)])
+    return resolve_trust_anchor(key_ids=[value])
 
 
 def test_one_changed_byte_in_any_released_file_is_caught(
@@ -160,17 +247,29 @@ def test_a_missing_file_fails(copy: Path, signer: Path) -> None:
     assert failed == {"listed files present"}
 
 
-def test_an_added_file_fails_but_private_files_are_not_released(copy: Path, signer: Path) -> None:
+def test_an_added_file_fails_and_the_marker_is_not_released(copy: Path, signer: Path) -> None:
     assert (copy / ".tdd-priv-folder").is_file()  # the run folder's marker is never signed
-    (copy / "private").mkdir()  # where older versions kept the private record
-    (copy / "private" / "notes.txt").write_text("private/ is never released")
-    assert verify_run(copy, public_key=_public(signer)).passed
     (copy / "synthetic" / "extra.jsonl").write_text('{"text": "smuggled"}\n')
     (copy / ".hidden").write_text("x")
     verification = verify_run(copy, public_key=_public(signer))
     assert _failed(verification) == {"no unlisted files"}
     detail = verification.failures[0].detail
     assert "synthetic/extra.jsonl" in detail and ".hidden" in detail
+
+
+def test_private_material_inside_a_current_release_fails(
+    signed_run: Path, copy: Path, signer: Path
+) -> None:
+    assert json.loads((copy / "report.json").read_text())["schema_version"].startswith("2.")
+    shutil.copytree(_private_record(signed_run), copy / "private")
+    verification = verify_run(copy, public_key=_public(signer))
+    assert _failed(verification) == {"no private material"}
+    shutil.rmtree(copy / "private")
+    (copy / "figures" / "canaries.json").write_text("{}")  # found anywhere, signed or not
+    assert _failed(verify_run(copy, public_key=_public(signer))) == {
+        "no private material",
+        "no unlisted files",
+    }
 
 
 def test_an_unsigned_folder_fails_every_dependent_check_with_a_list(
@@ -190,7 +289,7 @@ def test_the_report_never_contains_private_records(signed_run: Path, tiny_ag_new
     import pandas as pd
 
     texts = pd.read_csv(tiny_ag_news).text
-    splits = json.loads((signed_run.with_name("signed.private") / "splits.json").read_text())
+    splits = json.loads((_private_record(signed_run) / "splits.json").read_text())
     private = [texts.iloc[i] for i in splits["members"] + splits["audit"]]
     for name in ("report.json", "report.md", "report.html", "report.dsse.json"):
         content = (signed_run / name).read_text()

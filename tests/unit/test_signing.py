@@ -3,7 +3,10 @@
 import base64
 import hashlib
 import json
+import os
+import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,6 +45,16 @@ def test_pae_matches_the_dsse_specification_example() -> None:
     assert pae("t/é", "ε".encode()) == b"DSSEv1 4 t/\xc3\xa9 2 \xce\xb5"
 
 
+@pytest.fixture
+def permissive_umask() -> Iterator[None]:
+    """umask 000: files are created readable and writable by everyone unless code says otherwise."""
+    previous = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
 def test_keys_round_trip_through_files_with_a_private_mode(tmp_path: Path) -> None:
     path = tmp_path / "signer"
     public_key = generate_key_pair(path)
@@ -51,6 +64,99 @@ def test_keys_round_trip_through_files_with_a_private_mode(tmp_path: Path) -> No
     assert private_key.public_key() == public_key == load_public_key(tmp_path / "signer.pub")
     assert key_id(public_key) == hashlib.sha256(public_key.public_bytes_raw()).hexdigest()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["signer", "signer.pub"]
+
+
+@pytest.mark.usefixtures("permissive_umask")
+def test_generated_and_per_user_keys_are_mode_0600_whatever_the_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["keys", "generate", str(tmp_path / "cli")]) == 0
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    created = resolve_signing_key(None)
+    assert created.created
+    for private in (tmp_path / "cli", created.path):
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
+        assert stat.S_IMODE(private.with_name(private.name + ".pub").stat().st_mode) == 0o644
+        assert load_private_key(private)  # and they load, which a 0644 private key would not
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    "mode", [0o640, 0o604, 0o620, 0o602, 0o610, 0o601, 0o644, 0o666], ids=lambda mode: f"{mode:04o}"
+)
+def test_a_private_key_others_may_read_or_write_is_refused_with_the_fix(
+    mode: int, tmp_path: Path
+) -> None:
+    path = tmp_path / "signer"
+    generate_key_pair(path)
+    path.chmod(mode)
+    with pytest.raises(SigningKeyError) as refused:
+        load_private_key(path)
+    message = str(refused.value)
+    assert f"mode {mode:04o}" in message and f"chmod 600 {path}" in message
+    path.chmod(0o600)
+    assert load_private_key(path)
+
+
+def test_an_owner_only_private_key_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "signer"
+    generate_key_pair(path)
+    for mode in (0o600, 0o400, 0o700):
+        path.chmod(mode)
+        assert load_private_key(path)
+
+
+def test_a_shared_private_key_is_refused_from_option_environment_and_user_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    default = default_key_path()
+    default.parent.mkdir(parents=True)
+    for path in (tmp_path / "option", tmp_path / "env", default):
+        generate_key_pair(path)
+        path.chmod(0o644)
+    with pytest.raises(SigningKeyError, match=r"chmod 600 .*option"):
+        check_signing_key(tmp_path / "option")
+    with pytest.raises(SigningKeyError, match=r"chmod 600 .*option"):
+        resolve_signing_key(tmp_path / "option")
+    monkeypatch.setenv("TDD_PRIV_SIGNING_KEY", str(tmp_path / "env"))
+    with pytest.raises(SigningKeyError, match=r"chmod 600 .*env"):
+        check_signing_key(None)
+    with pytest.raises(SigningKeyError, match=r"chmod 600 .*env"):
+        resolve_signing_key(None)
+    monkeypatch.delenv("TDD_PRIV_SIGNING_KEY")
+    with pytest.raises(SigningKeyError, match=re.escape(f"chmod 600 {default}")):
+        check_signing_key(None)  # the existing per-user key is checked before a run starts
+    with pytest.raises(SigningKeyError, match=re.escape(f"chmod 600 {default}")):
+        resolve_signing_key(None)
+    default.chmod(0o600)
+    check_signing_key(None)
+    assert resolve_signing_key(None).path == default
+
+
+def test_a_run_with_a_shared_private_key_fails_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    generate_key_pair(tmp_path / "signer")
+    (tmp_path / "signer").chmod(0o640)
+    out = tmp_path / "runs" / "run"
+    code = main(["run", "--data", "demo", "--no-dp", "--orchestrator", "local",
+                 "--key", str(tmp_path / "signer"), "--out", str(out)])  # fmt: skip
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "mode 0640" in error and f"chmod 600 {tmp_path / 'signer'}" in error
+    assert len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_prints_the_key_id_of_a_public_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    public_key = generate_key_pair(tmp_path / "k")
+    assert main(["keys", "id", str(tmp_path / "k.pub")]) == 0
+    assert capsys.readouterr().out.strip() == key_id(public_key)
+    assert main(["keys", "id", str(tmp_path / "k")]) == 2
+    assert "is a private key" in capsys.readouterr().err
 
 
 def test_generating_never_overwrites_a_key(tmp_path: Path) -> None:
