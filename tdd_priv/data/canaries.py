@@ -3,7 +3,7 @@
 The canaries themselves (texts, random labels, which to insert) come from the auditors'
 canary maker (`tdd_priv.extensions.CanaryMaker`); here they become rows of the labeled data,
 and the inserted ones join the private training split. `Splits.canaries` records every canary
-row, so `private/splits.json` (never released) says which were inserted.
+row, so the private folder's splits.json (never released) says which were inserted.
 """
 
 from __future__ import annotations

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tdd_priv.config import RunConfig, load_config_file
+from tdd_priv.config import PRIVATE_SUFFIX, RunConfig, load_config_file
 from tdd_priv.errors import ConfigError
 from tdd_priv.fingerprint import sha256_json
+from tdd_priv.rundir import RunFolders
 from tdd_priv.yamlio import load_yaml
 
 __all__ = [
@@ -53,7 +54,7 @@ SWEEP_KEYS = ("name", "description", "base", "grid")
 # Short names a sweep may use for the settings studies vary most.
 AXIS_ALIASES = {"epsilon": "privacy.epsilon", "k": "per_class"}
 # Settings that say how a run executes, not what it computes: the study owns them.
-EXECUTION_SETTINGS = ("out", "overwrite", "progress", "orchestrator")
+EXECUTION_SETTINGS = ("out", "private_out", "overwrite", "progress", "orchestrator")
 # Axes first in a cell id (in this order), then any others alphabetically.
 _ID_ORDER = ("method", "privacy.epsilon", "per_class", "fairness", "seed")
 _ID_LABELS = {"privacy.epsilon": "eps", "per_class": "k"}
@@ -120,6 +121,12 @@ def cell_folder(out: Path, cell_id: str) -> Path:
     return out / CELLS_DIR / cell_id
 
 
+def cell_private_folder(out: Path, cell_id: str) -> Path:
+    """Where a cell's private record lives: beside the study folder (`out`.private/<id>), never
+    inside the folder a study is shared as."""
+    return out.with_name(out.name + PRIVATE_SUFFIX) / cell_id
+
+
 def expand_cells(sweep: Sweep, out: Path) -> list[Cell]:
     """Every cell of the sweep, in a stable order, each with a checked `RunConfig`.
 
@@ -136,7 +143,8 @@ def expand_cells(sweep: Sweep, out: Path) -> list[Cell]:
         for values in itertools.product(*(grid[axis] for axis in axes)):
             settings = dict(zip(axes, values, strict=True))
             cell_id = _cell_id(settings)
-            config = _cell_config(base, settings, cell_folder(out, cell_id), where, cell_id)
+            folders = RunFolders(cell_folder(out, cell_id), cell_private_folder(out, cell_id))
+            config = _cell_config(base, settings, folders, where, cell_id)
             try:
                 check_config(config)
             except ConfigError as error:
@@ -276,11 +284,16 @@ def _reason(error: Exception) -> str:
 
 
 def _cell_config(
-    base: RunConfig, settings: Mapping[str, Any], out: Path, where: str, cell_id: str
+    base: RunConfig,
+    settings: Mapping[str, Any],
+    folders: RunFolders,
+    where: str,
+    cell_id: str,
 ) -> RunConfig:
     overrides = {
         **_overrides(settings),
-        "out": str(out),
+        "out": str(folders.release),
+        "private_out": str(folders.private),
         "overwrite": True,  # the study replaces a cell whose folder holds a different config
         "progress": False,
     }
