@@ -284,8 +284,12 @@ class RunConfig:
         check_registered(config, where=where)
         return config
 
-    def with_overrides(self, overrides: Mapping[str, Any]) -> RunConfig:
-        """A copy with dotted-key overrides applied, e.g. {"data.spec": "x.csv", "seed": 3}."""
+    def with_overrides(
+        self, overrides: Mapping[str, Any], *, registered: bool = True
+    ) -> RunConfig:
+        """A copy with dotted-key overrides applied, e.g. {"data.spec": "x.csv", "seed": 3}.
+        `registered=False` skips the registry and method-option checks (see
+        `load_config_file`)."""
         merged = self.to_dict()
         for dotted, value in overrides.items():
             node = merged
@@ -302,16 +306,24 @@ class RunConfig:
                     )
                 node = child
             node[leaf] = value
+        if not registered:
+            return validate_settings(RunConfig, merged, where="config")
         return RunConfig.from_dict(merged)
 
 
-def load_config_file(path: Path) -> RunConfig:
-    """Read a YAML config file; relative `out` and `cache_dir` stay relative to the CWD."""
+def load_config_file(path: Path, *, registered: bool = True) -> RunConfig:
+    """Read a YAML config file; relative `out` and `cache_dir` stay relative to the CWD.
+
+    `registered=False` checks types and ranges only, not registry names and method options: for
+    a study's shared base, whose method (and so the meaning of its options) each cell sets.
+    """
     payload = load_yaml(path, where=f"config file {path}")
     if payload is None:
         payload = {}
     if not isinstance(payload, Mapping):
         raise ConfigError(f"{path} must hold a mapping of settings at its top level.")
+    if not registered:
+        return validate_settings(RunConfig, payload, where=str(path))
     return RunConfig.from_dict(payload, where=str(path))
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tdd_priv.config import PRIVATE_SUFFIX, RunConfig, load_config_file
+from tdd_priv.config import PRIVATE_SUFFIX, RunConfig, load_config_file, validate_settings
 from tdd_priv.errors import ConfigError
 from tdd_priv.fingerprint import sha256_json
 from tdd_priv.rundir import RunFolders
@@ -135,7 +135,7 @@ def expand_cells(sweep: Sweep, out: Path) -> list[Cell]:
     """
     from tdd_priv.pipeline import check_config  # pulls in torch; only needed once cells exist
 
-    base = RunConfig.from_dict(sweep.base)
+    base = validate_settings(RunConfig, sweep.base)  # each cell is checked in full below
     cells: dict[str, Cell] = {}
     for number, grid in enumerate(sweep.grids, start=1):
         where = f"{sweep.source}: grid" + (f" #{number}" if len(sweep.grids) > 1 else "")
@@ -196,13 +196,15 @@ def _parse(payload: Mapping[str, Any], *, source: str, base_dir: Path) -> Sweep:
 
 
 def _base(value: Any, *, source: str, base_dir: Path) -> RunConfig:
+    """The shared base of every cell: types and ranges checked here; method options and other
+    registry names are checked per cell (`expand_cells`), since the grid may set the method."""
     if isinstance(value, str):
         path = Path(value) if Path(value).is_absolute() else base_dir / value
-        return load_config_file(path)
+        return load_config_file(path, registered=False)
     if not isinstance(value, Mapping):
         raise ConfigError(f"{source}: `base` must be a run config mapping or a path to one.")
     try:
-        return RunConfig.from_dict(value)
+        return validate_settings(RunConfig, value)
     except ConfigError as error:
         raise ConfigError(f"{source}: base: {_reason(error)}") from error
 
@@ -273,7 +275,7 @@ def _overrides(settings: Mapping[str, Any]) -> dict[str, Any]:
 def _check_setting(base: RunConfig, setting: str, value: Any, *, where: str) -> None:
     """Fail on a setting RunConfig does not have (listing the known ones) or a value it refuses."""
     try:
-        base.with_overrides(_overrides({setting: value}))
+        base.with_overrides(_overrides({setting: value}), registered=False)
     except ConfigError as error:
         raise ConfigError(f"{where}: {_reason(error)}") from error
 
