@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from tdd_priv.signing import default_key_path
+
 AG_NEWS_LABELS = ("World", "Sports", "Business", "Sci/Tech")
 
 
@@ -37,3 +39,9 @@ QUICK_DP_OPTIONS: dict[str, dict[str, object]] = {
         "hidden": 32,
     },
 }
+
+
+def own_key() -> list[str]:
+    """`verify` options naming the per-user public key the test runs signed with (the trust
+    anchor a user names for their own runs)."""
+    return ["--key", str(default_key_path().with_name(default_key_path().name + ".pub"))]

@@ -10,6 +10,7 @@ import numpy as np
 
 from tdd_priv.cli import main
 from tdd_priv.report import schema_errors
+from tests.helpers import own_key
 
 
 def _single_character_texts(path: Path, rows: int = 120) -> None:
@@ -59,4 +60,4 @@ def test_a_run_on_single_character_tokens_writes_its_report(tmp_path: Path) -> N
         assert 0 <= entry["accuracy_mean"] <= 1  # the embedding heads were still trained
     markdown = (out / "report.md").read_text(encoding="utf-8")
     assert "Not computable on this data" in markdown and "empty vocabulary" in markdown
-    assert main(["verify", str(out)]) == 0
+    assert main(["verify", str(out), *own_key()]) == 0

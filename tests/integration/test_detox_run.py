@@ -19,7 +19,7 @@ from tdd_priv.cli import main
 from tdd_priv.config import RunConfig
 from tdd_priv.data import load_public_texts
 from tdd_priv.pipeline import run
-from tests.helpers import AG_NEWS_LABELS
+from tests.helpers import AG_NEWS_LABELS, own_key
 
 pytestmark = pytest.mark.slow
 
@@ -131,7 +131,9 @@ def test_the_report_explains_what_was_replaced(filtered_run: Path, davidson_samp
     assert f"{counts['replaced']} were removed and replaced by the next-best clean" in markdown
     assert (filtered_run / "figures/toxicity.png").is_file()
     assert "figures/toxicity.png" in {item["path"] for item in report["artifacts"]}
-    assert main(["verify", str(filtered_run)]) == 0  # the extended data.jsonl is signed as is
+    assert (
+        main(["verify", str(filtered_run), *own_key()]) == 0
+    )  # the extended data.jsonl is signed as is
 
 
 @pytest.fixture(scope="module")

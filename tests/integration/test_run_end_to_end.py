@@ -33,6 +33,7 @@ def test_run_folder_has_the_contracted_files(finished_run: Path) -> None:
     private = finished_run.with_name("herding.private")  # beside the release, never inside
     assert sorted(path.name for path in private.iterdir()) == [
         ".tdd-priv-folder",
+        "config.yaml",  # the full config, local paths included, for the owner
         "realized_rows.json",
         "splits.json",
     ]

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tdd_priv.cli import main
-from tests.helpers import tiny_run_overrides
+from tests.helpers import own_key, tiny_run_overrides
 
 T = TypeVar("T")
 BIN = Path(sys.executable).parent
@@ -143,7 +143,7 @@ def test_scheduled_deployment_runs_on_a_real_server(
     assert private.name == f"{folder.name}.private" and (private / "splits.json").is_file()
     report = json.loads((folder / "report.json").read_text())
     assert report["method"]["name"] == "herding"
-    assert main(["verify", str(folder)]) == 0
+    assert main(["verify", str(folder), *own_key()]) == 0
 
 
 def _nested(overrides: dict[str, object]) -> dict[str, Any]:
