@@ -35,7 +35,7 @@ from tdd_priv.audit_context import (
     records,
 )
 from tdd_priv.comparison import CandidateSet, baseline_set, fixed_set, judge
-from tdd_priv.config import INTERNAL_POOL, RunConfig, check_registered
+from tdd_priv.config import EXTERNAL_METHOD, INTERNAL_POOL, RunConfig, check_registered
 from tdd_priv.data import (
     DEMO_SPEC,
     ColumnMapping,
@@ -50,6 +50,7 @@ from tdd_priv.data import (
 )
 from tdd_priv.data.canaries import insert_canaries
 from tdd_priv.data.overlap import find_overlaps
+from tdd_priv.data.release import AuditedRelease
 from tdd_priv.detox import Candidates, screen
 from tdd_priv.encode import embedding_cache_key, encode_cached, read_embeddings
 from tdd_priv.errors import ConfigError
@@ -103,6 +104,8 @@ __all__ = [
     "pool_step",
     "preflight",
     "run",
+    "run_auditors",
+    "write_run_folders",
 ]
 
 T = TypeVar("T")
@@ -809,7 +812,13 @@ def audit_step(
     auditors: tuple[Auditor, ...],
 ) -> AuditResults:
     """Run every auditor (from `audits/`, via Extensions) on the run's artifacts."""
-    context = audit_context(loaded, splits, encoded, synthetic, realized, config)
+    return run_auditors(
+        audit_context(loaded, splits, encoded, synthetic, realized, config), auditors
+    )
+
+
+def run_auditors(context: AuditContext, auditors: tuple[Auditor, ...]) -> AuditResults:
+    """Each auditor's report section for `context` (auditors with nothing to say are left out)."""
     sections: dict[str, dict[str, Any]] = {}
     for auditor in auditors:
         section = dict(auditor(context))
@@ -832,8 +841,10 @@ def report_step(
     config: RunConfig,
     audit: AuditResults | None = None,
     budget: Budget | None = None,
+    release: AuditedRelease | None = None,
 ) -> dict[str, Any]:
-    """Write the run folder's contents into `staging` and return report.json's content."""
+    """Write the run folder's contents into `staging` and return report.json's content.
+    `release`: what the report says about a release made outside tdd-priv (tdd_priv.external)."""
     record = RunRecord(
         config=config,
         labeled=loaded.labeled,
@@ -849,6 +860,7 @@ def report_step(
         policy=load_policy(config.audit.policy) if config.audit.level != "none" else None,
         pool_check=loaded.pool_check,
         budget=budget,
+        release=release,
     )
     return write_run_folder(staging, record)
 
@@ -873,6 +885,18 @@ def check_config(config: RunConfig) -> None:
     across settings.
     """
     check_registered(config)
+    if config.method == EXTERNAL_METHOD or config.release is not None:
+        raise ConfigError(
+            "a release made outside tdd-priv is audited, not distilled: use `tdd-priv audit "
+            "--release FILE` (tdd_priv.external.audit_release), or drop `release` and `method: "
+            f"{EXTERNAL_METHOD}` from the config."
+        )
+    if config.data.heldout_split is not None:
+        raise ConfigError(
+            "data.heldout_split (--heldout-split) names the non-members of a release audited with "
+            "`tdd-priv audit`; a distillation run holds out data.audit_fraction of the train "
+            "split instead. Drop the setting."
+        )
     info = method_info(config.method)
     strategy = realization_strategy(config)
     if strategy not in REALIZERS:
@@ -971,21 +995,29 @@ def execute(
         if auditors
         else None
     )
-    with staged_directory(config.out, overwrite=config.overwrite) as staging:
-        report = call(
-            report_step,
-            staging,
-            loaded,
-            splits,
-            encoded,
-            synthetic,
-            realized,
-            evaluation,
-            config,
-            audit,
-            budget,
-        )
+    report = write_run_folders(
+        config,
+        call,
+        loaded,
+        splits,
+        encoded,
+        synthetic,
+        realized,
+        evaluation,
+        config,
+        audit,
+        budget,
+    )
     return RunResult(out=config.out, report=report)
+
+
+def write_run_folders(config: RunConfig, call: StepCaller, *report_args: Any) -> dict[str, Any]:
+    """Run the report step (with `report_args` after its staging folder) into a staging folder
+    that replaces `config.out` only once everything is written; returns report.json's content.
+    Every chain that writes a run folder (`execute`, tdd_priv.external) goes through here."""
+    with staged_directory(config.out, overwrite=config.overwrite) as staging:
+        report: dict[str, Any] = call(report_step, staging, *report_args)
+    return report
 
 
 def run(config: RunConfig, *, extensions: Extensions = NO_EXTENSIONS) -> RunResult:
