@@ -39,7 +39,14 @@ from tdd_priv.pipeline import (
     noise_seed_scope,
 )
 
-__all__ = ["NEVER_RETRIED", "STEP_POLICIES", "StepPolicy", "distill_flow", "run_distill_flow"]
+__all__ = [
+    "NEVER_RETRIED",
+    "STEP_POLICIES",
+    "StepPolicy",
+    "distill_flow",
+    "run_distill_flow",
+    "run_step",
+]
 
 T = TypeVar("T")
 
@@ -81,7 +88,8 @@ def step_policy(name: str) -> StepPolicy:
     return policy
 
 
-def _run_step(step: Callable[..., T], *args: Any) -> T:
+def run_step(step: Callable[..., T], *args: Any) -> T:
+    """Run one library step as a Prefect task under its policy (retries, cache)."""
     name = step.__name__.removesuffix("_step")
     policy = step_policy(name)
     common: dict[str, Any] = {
@@ -143,7 +151,7 @@ def distill_flow(
     artifact_name: names the versioned artifact series (default: data and method).
     """
     run_config = _run_config(config, config_file, runs_dir)
-    report = execute(run_config, call=_run_step, extensions=build_extensions(run_config)).report
+    report = execute(run_config, call=run_step, extensions=build_extensions(run_config)).report
     name = artifact_name or f"{Path(run_config.data.spec).stem}-{run_config.method}"
     publish_artifacts(report, run_config.out, key=artifact_key(name))
     return report

@@ -16,6 +16,7 @@ from typing import Any
 
 from tdd_priv.config import RunConfig, load_config_file
 from tdd_priv.errors import ConfigError, TddPrivError
+from tdd_priv.external import audit_release, external_settings, preflight_release
 from tdd_priv.methods import METHODS
 from tdd_priv.pipeline import RunResult, preflight, run
 from tdd_priv.realize import REALIZERS
@@ -43,6 +44,7 @@ _OVERRIDES = {
     "split_column": "data.split_column",
     "train_split": "data.train_split",
     "test_split": "data.test_split",
+    "heldout_split": "data.heldout_split",
     "label_names": "data.label_names",
     "public_pool": "data.public_pool",
     "drop_empty": "data.drop_empty",
@@ -100,15 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     runner = commands.add_parser("run", help="distill one dataset into a run folder")
     runner.add_argument("--config", type=Path, help="YAML config; options below override it")
-    data = runner.add_argument_group("data")
-    data.add_argument("--data", help="CSV/JSONL/Parquet path, hf:NAME[:CONFIG], or demo")
-    data.add_argument("--text-column")
-    data.add_argument("--label-column")
-    data.add_argument("--group-column", action="append", help="repeat for several")
-    data.add_argument("--split-column")
-    data.add_argument("--train-split")
-    data.add_argument("--test-split")
-    data.add_argument("--label-names", type=_csv, help="comma-separated names for label ids")
+    data = _add_data_options(runner)
     data.add_argument(
         "--public-pool",
         metavar="SPEC|internal",
@@ -152,7 +146,50 @@ def _parser() -> argparse.ArgumentParser:
         help="the budget ledger to spend from (default: one per dataset, by its keyed "
         "fingerprint); name one for data that changes between runs",
     )
-    other = runner.add_argument_group("encoder, evaluation, execution")
+    _add_execution_options(runner)
+    _add_detox_options(runner)
+    _add_audit_options(runner)
+    _add_output_options(runner)
+    _add_audit_command(commands)
+    _add_verify_and_keys(commands)
+    _add_clean_command(commands)
+    _add_detox_command(commands)
+    _add_deploy_command(commands)
+    _add_study_command(commands)
+    return parser
+
+
+def _add_data_options(command: argparse.ArgumentParser) -> Any:
+    """The data options `run` and `audit` share; returns the group for command-specific ones."""
+    data = command.add_argument_group("data")
+    data.add_argument("--data", help="CSV/JSONL/Parquet path, hf:NAME[:CONFIG], or demo")
+    data.add_argument("--text-column")
+    data.add_argument("--label-column")
+    data.add_argument("--group-column", action="append", help="repeat for several")
+    data.add_argument("--split-column")
+    data.add_argument("--train-split")
+    data.add_argument("--test-split")
+    data.add_argument("--label-names", type=_csv, help="comma-separated names for label ids")
+    return data
+
+
+def _add_output_options(command: argparse.ArgumentParser) -> None:
+    """The run folders `run` and `audit` write: the release and the private record."""
+    command.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="the release: what may be shared"
+    )
+    command.add_argument(
+        "--private-out",
+        type=Path,
+        metavar="DIR",
+        help="the run's private record (splits, row ids, canary secrets; never share it); "
+        "default: DIR.private beside --out",
+    )
+
+
+def _add_execution_options(command: argparse.ArgumentParser) -> Any:
+    """Encoder, evaluation and execution options `run` and `audit` share; returns the group."""
+    other = command.add_argument_group("encoder, evaluation, execution")
     other.add_argument("--encoder", help="local folder or hub name (default: all-MiniLM-L6-v2)")
     other.add_argument("--max-length", type=int)
     other.add_argument("--cache-dir", type=Path)
@@ -174,24 +211,7 @@ def _parser() -> argparse.ArgumentParser:
         help="Ed25519 private key to sign the run with (default: $TDD_PRIV_SIGNING_KEY, else "
         "your per-user key, created on first use)",
     )
-    _add_detox_options(runner)
-    _add_audit_options(runner)
-    runner.add_argument(
-        "--out", type=Path, required=True, metavar="DIR", help="the release: what may be shared"
-    )
-    runner.add_argument(
-        "--private-out",
-        type=Path,
-        metavar="DIR",
-        help="the run's private record (splits, row ids, canary secrets; never share it); "
-        "default: DIR.private beside --out",
-    )
-    _add_verify_and_keys(commands)
-    _add_clean_command(commands)
-    _add_detox_command(commands)
-    _add_deploy_command(commands)
-    _add_study_command(commands)
-    return parser
+    return other
 
 
 # --- toxicity screening (issue 6) -----------------------------------------------------------------
@@ -209,13 +229,25 @@ def _threshold(text: str) -> tuple[str | None, float]:
     return (label.strip() if sep else None), threshold
 
 
-def _add_detox_options(runner: argparse.ArgumentParser) -> None:
+_DETOX_HELP = {
+    "filter": "filter: replace texts over a threshold by the next-best clean candidate of the "
+    "same class",
+    "flag": "flag: keep and mark them",
+    "off": "off (default): no screening",
+}
+
+
+def _add_detox_options(
+    runner: argparse.ArgumentParser, modes: tuple[str, ...] = ("filter", "flag", "off")
+) -> None:
     detox = runner.add_argument_group("toxicity screening of the released texts")
     detox.add_argument(
         "--detox",
-        choices=["filter", "flag", "off"],
-        help="filter: replace texts over a threshold by the next-best clean candidate of the "
-        "same class; flag: keep and mark them; off (default): no screening",
+        choices=list(modes),
+        help="; ".join(_DETOX_HELP[mode] for mode in modes)
+        if "filter" in modes
+        else "flag: score every released text and mark those over a threshold (nothing is "
+        "removed); off (default): no scoring",
     )
     detox.add_argument(
         "--detox-scorer", metavar="detoxify|profanity|classifier", help="default: profanity"
@@ -371,22 +403,28 @@ def _add_verify_and_keys(commands: Any) -> None:
     identify.add_argument("file", type=Path, metavar="PUBKEY")
 
 
-def _run_config(args: argparse.Namespace) -> RunConfig:
-    base = load_config_file(args.config) if args.config else RunConfig()
+def _common_overrides(args: argparse.Namespace, base: RunConfig) -> dict[str, Any]:
+    """The settings a command's options override (options it does not have are skipped)."""
     overrides: dict[str, Any] = {
         setting: getattr(args, option)
         for option, setting in _OVERRIDES.items()
-        if getattr(args, option) is not None
+        if getattr(args, option, None) is not None
     }
+    if args.no_progress:
+        overrides["progress"] = False
+    overrides.update(_detox_overrides(args, base))
+    return overrides
+
+
+def _run_config(args: argparse.Namespace) -> RunConfig:
+    base = load_config_file(args.config) if args.config else RunConfig()
+    overrides = _common_overrides(args, base)
     if args.no_dp:
         overrides["privacy.enabled"] = False
     elif args.epsilon is not None:
         overrides["privacy.enabled"] = True
-    if args.no_progress:
-        overrides["progress"] = False
     if args.method_option:
         overrides["method_options"] = {**base.method_options, **dict(args.method_option)}
-    overrides.update(_detox_overrides(args, base))
     return base.with_overrides(overrides)
 
 
@@ -406,6 +444,18 @@ def _summary(result: RunResult) -> str:
     ]
     if "toxicity" in report.get("audits", {}):
         lines.insert(4, f"toxicity     {report['audits']['toxicity']['statement']}")
+    release = report.get("release")
+    if release is not None:  # tdd-priv audit: what was audited, and where its copy is
+        sizes = release["per_class"]
+        lines[2] = (
+            f"method       external (made outside tdd-priv), {report['synthetic']['size']} texts "
+            f"({sizes['min']}–{sizes['max']} per class; baselines at k = {sizes['baselines']})"
+        )
+        lines.insert(
+            3,
+            f"release      {release['file']} ({release['rows']} rows, sha256 "
+            f"{release['sha256'][:16]}…), copied to {result.out / release['copy']}",
+        )
     if result.private is not None:
         lines.insert(2, f"private      {result.private}  (splits, row ids: never share it)")
     return "\n".join(lines)
@@ -414,14 +464,22 @@ def _summary(result: RunResult) -> str:
 # --- audits (issue 5) ---------------------------------------------------------------------------
 
 
-def _add_audit_options(runner: argparse.ArgumentParser) -> None:
+_AUDIT_HELP = {
+    "none": "none: no audits or verdicts",
+    "basic": "basic (default): membership inference without shadow models, leakage, fairness",
+    "full": "full: adds LiRA/RMIA with shadow re-runs and canaries sized from the claimed ε",
+}
+
+
+def _add_audit_options(
+    runner: argparse.ArgumentParser,
+    levels: tuple[str, ...] = ("none", "basic", "full"),
+    *,
+    canaries: bool = True,
+) -> None:
     audit = runner.add_argument_group("audits and verdicts")
     audit.add_argument(
-        "--audit",
-        choices=["none", "basic", "full"],
-        help="none: no audits or verdicts; basic (default): membership inference without shadow "
-        "models, leakage, fairness; full: adds LiRA/RMIA with shadow re-runs and canaries sized "
-        "from the claimed ε",
+        "--audit", choices=list(levels), help="; ".join(_AUDIT_HELP[level] for level in levels)
     )
     audit.add_argument(
         "--policy", type=Path, metavar="FILE", help="YAML thresholds (default: the shipped policy)"
@@ -433,6 +491,8 @@ def _add_audit_options(runner: argparse.ArgumentParser) -> None:
         help="exit with status 1 when any verdict fails (the run folder is still written and "
         "signed first)",
     )
+    if not canaries:
+        return
     audit.add_argument(
         "--canaries",
         type=_canary_count,
@@ -497,6 +557,11 @@ def _run(args: argparse.Namespace) -> int:
         from flows.extensions import build_extensions  # toxicity scorers etc. from audits/
 
         result = run(config, extensions=build_extensions(config))
+    return _finish(config, result)
+
+
+def _finish(config: RunConfig, result: RunResult) -> int:
+    """Print the run's summary and verdicts; 1 when --strict and a verdict failed."""
     print(printable(_summary(result)))  # labels and names come from data: no terminal escapes
     verdicts = _verdict_line(result.report)
     if verdicts:
@@ -561,6 +626,77 @@ def _keys(args: argparse.Namespace) -> int:
     print(f"public key   {args.file}.pub  (give it to whoever verifies your runs)")
     print(f"key id       {key_id(public_key)}")
     return 0
+
+
+# --- auditing a release made elsewhere ----------------------------------------------------------
+
+
+def _add_audit_command(commands: Any) -> None:
+    auditor = commands.add_parser(
+        "audit",
+        help="audit a synthetic text release made outside tdd-priv into a signed run folder",
+        description="Audit a labeled synthetic text file made by anything (an LLM, a "
+        "distillation paper's code, another tdd-priv run) against the data it was made from: "
+        "leakage against every labeled row, membership inference (members: the train split; "
+        "non-members: the held-out split), utility against full data and the random / herding "
+        "/ k-center baselines at the same k, fairness, toxicity (flag only), verdicts. Writes "
+        "the same signed run folder as `run`, method external, with NO privacy claim. The data "
+        "needs a split column. See the README, 'Auditing a release made elsewhere'.",
+    )
+    auditor.add_argument(
+        "--config",
+        type=Path,
+        help="YAML config (a run config works: its data, encoder, evaluation, audit and output "
+        "settings are used, its distillation and privacy settings ignored); options override it",
+    )
+    auditor.add_argument(
+        "--release",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the release: CSV/JSONL/Parquet with a 'text' and a 'label' column (class names or "
+        "ids of the data), optionally 'soft_label'; a run's synthetic/data.jsonl works too",
+    )
+    data = _add_data_options(auditor)
+    data.add_argument(
+        "--heldout-split",
+        metavar="S",
+        help="the split of rows the release's maker never saw: the membership audit's "
+        "non-members (default: the test split, which makers do not train or tune on)",
+    )
+    data.add_argument(
+        "--public-pool",
+        metavar="SPEC",
+        help="public texts (labels ignored): the report counts the released texts that are "
+        "public texts, after setting aside pool texts that equal a labeled row",
+    )
+    data.add_argument("--drop-empty", action="store_true", default=None, help="drop empty texts")
+    other = _add_execution_options(auditor)
+    other.add_argument("--seed", type=int)
+    _add_detox_options(auditor, ("flag", "off"))
+    _add_audit_options(auditor, ("none", "basic"), canaries=False)
+    _add_output_options(auditor)
+
+
+def _audit_config(args: argparse.Namespace) -> RunConfig:
+    base = load_config_file(args.config) if args.config else RunConfig()
+    overrides = _common_overrides(args, base)
+    overrides["release"] = str(args.release)
+    return external_settings(base.with_overrides(overrides))
+
+
+def _audit(args: argparse.Namespace) -> int:
+    config = _audit_config(args)
+    if config.orchestrator == "prefect":
+        preflight_release(config)  # a bad release fails in a second, not after server start-up
+        from flows.external import run_audit_release_flow  # the CLI may import flows
+
+        result = run_audit_release_flow(config)
+    else:
+        from flows.extensions import build_extensions  # auditors and scorers from audits/
+
+        result = audit_release(config, extensions=build_extensions(config))
+    return _finish(config, result)
 
 
 # --- privacy–utility studies (issue 8) -----------------------------------------------------------
@@ -708,6 +844,7 @@ def _clean(args: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "run": _run,
+    "audit": _audit,
     "verify": _verify,
     "keys": _keys,
     "detox": _detox,

@@ -34,6 +34,7 @@ from tdd_priv.errors import ConfigError
 from tdd_priv.yamlio import load_yaml
 
 __all__ = [
+    "EXTERNAL_METHOD",
     "INTERNAL_POOL",
     "PRIVATE_SUFFIX",
     "AuditConfig",
@@ -56,6 +57,8 @@ T = TypeVar("T")
 Orchestrator = Literal["prefect", "local"]
 INTERNAL_POOL = "internal"  # data.public_pool: cut the pool from the train split (an opt-in)
 PRIVATE_SUFFIX = ".private"  # the private record's folder: <out>.private
+# `method` of a release made outside tdd-priv and audited by `tdd-priv audit` (needs `release`)
+EXTERNAL_METHOD = "external"
 _NOT_PATHS = ("demo", INTERNAL_POOL)  # data specs that name no file
 # --fairness: "balanced" matches per (class, group) cell with equal weight (dm, dc; issue 5).
 FairnessMode = Literal["none", "balanced"]
@@ -78,6 +81,9 @@ class DataConfig:
     split_column: str | None = None
     train_split: str | None = None
     test_split: str | None = None
+    # `tdd-priv audit` only: the split of rows the release's maker never saw (its non-members);
+    # None: the test split. `run` holds out a share of the train split instead (audit_fraction).
+    heldout_split: str | None = None
     label_names: tuple[str, ...] | None = None
     # Texts realization may release: a file or hf: spec of public texts, or INTERNAL_POOL (a
     # disjoint part of the train split, labels dropped: rows of the user's own data, so under DP
@@ -240,6 +246,9 @@ class RunConfig:
     # Ed25519 private key that signs the run folder; None: $TDD_PRIV_SIGNING_KEY, else the
     # per-user key (created on first use). See tdd_priv.signing.
     signing_key: Path | None = None
+    # `tdd-priv audit`: the synthetic labeled text file (made outside tdd-priv) the run audits;
+    # `method` is then EXTERNAL_METHOD. None for every distillation run.
+    release: Path | None = None
 
     def __post_init__(self) -> None:
         _check_instance(self)
@@ -273,6 +282,7 @@ class RunConfig:
         data["spec"] = _file_name_only(data["spec"])
         data["public_pool"] = _file_name_only(data["public_pool"])
         settings["audit"]["policy"] = _file_name_only(settings["audit"]["policy"])
+        settings["release"] = _file_name_only(settings["release"])
         settings["encoder"]["model"] = _file_name_only(settings["encoder"]["model"])
         return settings
 
@@ -284,9 +294,7 @@ class RunConfig:
         check_registered(config, where=where)
         return config
 
-    def with_overrides(
-        self, overrides: Mapping[str, Any], *, registered: bool = True
-    ) -> RunConfig:
+    def with_overrides(self, overrides: Mapping[str, Any], *, registered: bool = True) -> RunConfig:
         """A copy with dotted-key overrides applied, e.g. {"data.spec": "x.csv", "seed": 3}.
         `registered=False` skips the registry and method-option checks (see
         `load_config_file`)."""
@@ -427,6 +435,9 @@ _RULES: dict[str, Rule] = {
     "seed": Rule("give a whole number ≥ 0 (--seed N)", (at.Ge(0),)),
     "cache_dir": Rule("give a folder for the embedding cache"),
     "signing_key": Rule("give an Ed25519 private key file (--key), or leave it unset"),
+    "release": Rule(
+        "give the synthetic text file to audit (tdd-priv audit --release FILE), or leave it unset"
+    ),
     "data.spec": Rule("give a CSV/JSONL/Parquet path, hf:NAME[:CONFIG] or demo", (_NAME,)),
     "data.text_column": Rule("give a column name (--text-column)", (_NAME,)),
     "data.label_column": Rule("give a column name (--label-column)", (_NAME,)),
@@ -434,6 +445,11 @@ _RULES: dict[str, Rule] = {
     "data.split_column": Rule("give a column name (--split-column), or leave it unset", (_NAME,)),
     "data.train_split": Rule("give a split name (--train-split), or leave it unset", (_NAME,)),
     "data.test_split": Rule("give a split name (--test-split), or leave it unset", (_NAME,)),
+    "data.heldout_split": Rule(
+        "give the split of rows the release's maker never saw (--heldout-split), or leave it "
+        "unset for the test split",
+        (_NAME,),
+    ),
     "data.label_names": Rule(
         "give distinct class names in id order (--label-names), or leave it unset",
         (_NAME, *_NAMES),
@@ -532,7 +548,13 @@ def check_registered(config: RunConfig, *, where: str | None = None) -> None:
     from tdd_priv.text_models import TEXT_MODELS
 
     problems = []
-    if config.method not in METHODS:
+    if config.method == EXTERNAL_METHOD:
+        if config.release is None:
+            problems.append(
+                f"method: {EXTERNAL_METHOD!r} names a release made outside tdd-priv; audit one "
+                "with `tdd-priv audit --release FILE` (setting: release)"
+            )
+    elif config.method not in METHODS:
         problems.append(f"method: unknown method {config.method!r}; valid: {', '.join(METHODS)}")
     if config.realize is not None and config.realize not in REALIZERS:
         problems.append(

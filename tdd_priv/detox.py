@@ -199,9 +199,14 @@ def _groups(
 ) -> tuple[dict[str, dict[str, float]] | None, list[dict[str, Any]], str]:
     """Toxic rate of the released texts per group, entries per group, and a note."""
     if realized.source != "private":
+        origin = (
+            "a release made outside tdd-priv"
+            if realized.source == "external"
+            else "the public pool"
+        )
         unknown = (
-            "Groups of the released texts are unknown: they come from the public pool, which "
-            "carries no group labels."
+            f"Groups of the released texts are unknown: they come from {origin}, which carries "
+            "no group labels."
         )
         return None, [], unknown
     if not candidates.groups:
@@ -316,8 +321,13 @@ def _statement(
         f"{label} ≥ {t:g}" for label, t in zip(scorer.labels, thresholds, strict=True)
     )
     source = "public pool" if realized.source == "public" else "private training records"
+    what = (
+        "released texts of the audited release"
+        if realized.source == "external"
+        else "realized texts"
+    )
     parts = [
-        f"Scored the {counts['screened']} realized texts with {scorer.name} ({scorer.version}); "
+        f"Scored the {counts['screened']} {what} with {scorer.name} ({scorer.version}); "
         f"a text is over threshold when {limits}.",
         f"{counts['flagged']} were over threshold.",
     ]

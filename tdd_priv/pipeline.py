@@ -35,7 +35,7 @@ from tdd_priv.audit_context import (
     records,
 )
 from tdd_priv.comparison import CandidateSet, baseline_set, fixed_set, judge
-from tdd_priv.config import INTERNAL_POOL, RunConfig, check_registered
+from tdd_priv.config import EXTERNAL_METHOD, INTERNAL_POOL, RunConfig, check_registered
 from tdd_priv.data import (
     DEMO_SPEC,
     ColumnMapping,
@@ -50,6 +50,7 @@ from tdd_priv.data import (
 )
 from tdd_priv.data.canaries import insert_canaries
 from tdd_priv.data.overlap import find_overlaps
+from tdd_priv.data.release import AuditedRelease
 from tdd_priv.detox import Candidates, screen
 from tdd_priv.encode import embedding_cache_key, encode_cached, read_embeddings
 from tdd_priv.errors import ConfigError
@@ -103,6 +104,8 @@ __all__ = [
     "call_directly",
     "canary_plan",
     "canary_step",
+    "check_output_folders",
+    "claimed_folders",
     "detox_step",
     "encode_key",
     "execute",
@@ -110,7 +113,9 @@ __all__ = [
     "pool_step",
     "preflight",
     "run",
+    "run_auditors",
     "run_folders",
+    "write_run_folders",
 ]
 
 T = TypeVar("T")
@@ -821,7 +826,13 @@ def audit_step(
     auditors: tuple[Auditor, ...],
 ) -> AuditResults:
     """Run every auditor (from `audits/`, via Extensions) on the run's artifacts."""
-    context = audit_context(loaded, splits, encoded, synthetic, realized, config)
+    return run_auditors(
+        audit_context(loaded, splits, encoded, synthetic, realized, config), auditors
+    )
+
+
+def run_auditors(context: AuditContext, auditors: tuple[Auditor, ...]) -> AuditResults:
+    """Each auditor's report section for `context` (auditors with nothing to say are left out)."""
     sections: dict[str, dict[str, Any]] = {}
     for auditor in auditors:
         section = dict(auditor(context))
@@ -844,9 +855,11 @@ def report_step(
     config: RunConfig,
     audit: AuditResults | None = None,
     budget: Budget | None = None,
+    release: AuditedRelease | None = None,
 ) -> dict[str, Any]:
     """Write the run's release and private record into the staging folders `staging` and return
-    report.json's content. A retried attempt starts from empty staging folders."""
+    report.json's content. A retried attempt starts from empty staging folders. `release`: what
+    the report says about a release made outside tdd-priv (tdd_priv.external)."""
     for folder in (staging.release, staging.private):
         reset_staging(folder)
     record = RunRecord(
@@ -864,6 +877,7 @@ def report_step(
         policy=load_policy(config.audit.policy) if config.audit.level != "none" else None,
         pool_check=loaded.pool_check,
         budget=budget,
+        release=release,
     )
     return write_run_folder(staging, record)
 
@@ -909,6 +923,18 @@ def check_config(config: RunConfig) -> None:
     across settings.
     """
     check_registered(config)
+    if config.method == EXTERNAL_METHOD or config.release is not None:
+        raise ConfigError(
+            "a release made outside tdd-priv is audited, not distilled: use `tdd-priv audit "
+            "--release FILE` (tdd_priv.external.audit_release), or drop `release` and `method: "
+            f"{EXTERNAL_METHOD}` from the config."
+        )
+    if config.data.heldout_split is not None:
+        raise ConfigError(
+            "data.heldout_split (--heldout-split) names the non-members of a release audited with "
+            "`tdd-priv audit`; a distillation run holds out data.audit_fraction of the train "
+            "split instead. Drop the setting."
+        )
     info = method_info(config.method)
     strategy = realization_strategy(config)
     if strategy not in REALIZERS:
@@ -946,6 +972,12 @@ def check_config(config: RunConfig) -> None:
                 "--fairness balanced needs a sensitive-group column: pass --group-column C "
                 "(repeat for several; their intersection is used), or use --fairness none."
             )
+    check_output_folders(config)
+
+
+def check_output_folders(config: RunConfig) -> None:
+    """Refuse, before any work, folders a run must not write, an unusable signing key and a bad
+    policy file (every chain that writes a run folder checks these first)."""
     check_run_folders(run_folders(config), overwrite=config.overwrite, inputs=_input_paths(config))
     check_signing_key(config.signing_key)
     if config.audit.level != "none":
@@ -991,17 +1023,7 @@ def execute(
     scorer = toxicity_scorer(config, extensions)
     maker = canary_maker(config, extensions)
     auditors = tuple(extensions.auditors) if config.audit.level != "none" else ()
-    folders = run_folders(config)
-    with claimed_run_folders(folders) as leftovers:
-        cache = Path(config.cache_dir)
-        for folder in (cache / "embeddings", cache / "experts"):
-            leftovers += remove_stale_temporaries(folder)
-        if leftovers:
-            print(
-                f"tdd-priv: removed {len(leftovers)} leftover(s) of interrupted runs: "
-                + ", ".join(str(path) for path in leftovers),
-                file=sys.stderr,
-            )
+    with claimed_folders(config) as folders:
         loaded = call(load_step, config)
         splits = call(split_step, loaded, config)
         if maker is not None:
@@ -1022,21 +1044,51 @@ def execute(
             if auditors
             else None
         )
-        with staged_run_folders(folders, overwrite=config.overwrite) as staging:
-            report = call(
-                report_step,
-                staging,
-                loaded,
-                splits,
-                encoded,
-                synthetic,
-                realized,
-                evaluation,
-                config,
-                audit,
-                budget,
-            )
+        report = write_run_folders(
+            config,
+            folders,
+            call,
+            loaded,
+            splits,
+            encoded,
+            synthetic,
+            realized,
+            evaluation,
+            config,
+            audit,
+            budget,
+        )
     return RunResult(out=config.out, report=report, private=folders.private)
+
+
+@contextmanager
+def claimed_folders(config: RunConfig) -> Iterator[RunFolders]:
+    """Lock the run's release and private folders for the whole chain (a second run into them
+    fails at once) and remove what killed runs left beside them and in the cache first."""
+    folders = run_folders(config)
+    with claimed_run_folders(folders) as leftovers:
+        cache = Path(config.cache_dir)
+        for folder in (cache / "embeddings", cache / "experts"):
+            leftovers += remove_stale_temporaries(folder)
+        if leftovers:
+            print(
+                f"tdd-priv: removed {len(leftovers)} leftover(s) of interrupted runs: "
+                + ", ".join(str(path) for path in leftovers),
+                file=sys.stderr,
+            )
+        yield folders
+
+
+def write_run_folders(
+    config: RunConfig, folders: RunFolders, call: StepCaller, *report_args: Any
+) -> dict[str, Any]:
+    """Run the report step (with `report_args` after its staging folders) into staging folders
+    that replace the run's folders (private first) only once everything is written; returns
+    report.json's content. Every chain that writes a run folder (`execute`, tdd_priv.external)
+    goes through `claimed_folders` and here."""
+    with staged_run_folders(folders, overwrite=config.overwrite) as staging:
+        report: dict[str, Any] = call(report_step, staging, *report_args)
+    return report
 
 
 def run(config: RunConfig, *, extensions: Extensions = NO_EXTENSIONS) -> RunResult:

@@ -24,7 +24,9 @@ __all__ = [
     "realize",
 ]
 
-TextSource = Literal["public", "private"]
+# Where released texts come from: the public pool, private members (a coreset), or a release
+# made outside tdd-priv and audited by `tdd-priv audit` (rows then index that release's file).
+TextSource = Literal["public", "private", "external"]
 
 
 @dataclass(frozen=True)

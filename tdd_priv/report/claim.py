@@ -8,13 +8,16 @@ cut from the user's own data, or the private records themselves), how many relea
 unprotected rows of the user's data, what the pool's hygiene check removed, and the budget the
 dataset's ledger has spent across runs.
 
-Three outcomes:
+Four outcomes:
 - `covered`: a DP run whose texts come from an external public pool. The released texts, labels
   and embeddings are (ε, δ)-DP.
 - `not-covered`: a DP run whose texts come from a pool cut from the user's own train split (the
   explicit opt-in `--public-pool internal`). The synthetic vectors are DP, but the released texts
   are rows of the input, so the release is not covered.
 - `not-private`: a run without DP (or a report that states no finite ε).
+- `no-claim`: a release made outside tdd-priv and audited by `tdd-priv audit`. tdd-priv cannot say
+  how it was made (which records its maker read, with what noise if any), so it claims nothing:
+  the release is to be treated as private data unless its maker's own guarantee says otherwise.
 """
 
 from __future__ import annotations
@@ -28,21 +31,29 @@ from tdd_priv.data import PoolCheck
 
 __all__ = ["ClaimStatus", "PrivacyClaim", "TextOrigin", "build_claim"]
 
-ClaimStatus = Literal["covered", "not-covered", "not-private"]
+ClaimStatus = Literal["covered", "not-covered", "not-private", "no-claim"]
 # where the released texts come from: an external public pool, a pool cut from the labeled
-# data, or (coresets) the private records themselves
-TextOrigin = Literal["external", "internal", "none"]
+# data, (coresets) the private records themselves, or unknown (a release made outside tdd-priv)
+TextOrigin = Literal["external", "internal", "none", "unknown"]
 
 _BADGES: dict[ClaimStatus, str] = {
     "covered": "DIFFERENTIALLY PRIVATE",
     "not-covered": "NOT COVERED",
     "not-private": "NOT PRIVATE",
+    "no-claim": "NO PRIVACY CLAIM",
 }
 _OUTSIDE = (
     "utility numbers, audit results and fairness figures (computed on private data without "
     "noise), and this report itself"
 )
 _PER_RECORD = "people with several records: protection is per record, not per person"
+_MADE_ELSEWHERE = (
+    "No privacy claim: this release was made outside tdd-priv. tdd-priv audited it but cannot "
+    "say how it was made (which records its maker read, with what noise if any), so it makes no "
+    "privacy claim for it: treat it as private data unless its maker's own guarantee says "
+    "otherwise. The audits measure what can be observed (copies of labeled rows, membership "
+    "signal); passing them is evidence, not a guarantee."
+)
 
 
 @dataclass(frozen=True)
@@ -59,7 +70,9 @@ class PrivacyClaim:
     members: int | None
     pool_origin: TextOrigin
     released_texts: int
-    unprotected_texts: int
+    # released texts that are unprotected rows of the user's data; None when nobody can know
+    # (a release made outside tdd-priv: the leakage audit measures the copies it can see)
+    unprotected_texts: int | None
     pool_checked: int | None = None
     pool_removed_exact: int = 0
     pool_removed_near: int = 0
@@ -88,6 +101,11 @@ class PrivacyClaim:
         """One line: the badge's meaning, for summaries."""
         if self.status == "covered":
             return f"(ε = {self.epsilon:.3g}, δ = {self.delta:.1e})-DP release"
+        if self.status == "no-claim":
+            return (
+                "no privacy claim: made outside tdd-priv and audited here; treat it as private "
+                "data unless its maker's guarantee says otherwise"
+            )
         if self.status == "not-covered":
             return (
                 f"not covered: the {self.unprotected_texts} released texts are unprotected rows "
@@ -104,6 +122,12 @@ class PrivacyClaim:
         if self.pool_checked is None:
             return ""
         removed = self.pool_removed_exact + self.pool_removed_near
+        if self.pool_origin == "unknown":  # an audited release is matched against the pool
+            return (
+                f" {removed} of the public pool's {self.pool_checked:,} texts were set aside "
+                "before the release was matched against it, because they equal or nearly equal "
+                "a labeled row."
+            )
         where = "external public pool" if self.pool_origin == "external" else "pool"
         return (
             f" {removed} of the {where}'s {self.pool_checked:,} texts were removed before "
@@ -125,6 +149,8 @@ class PrivacyClaim:
     @property
     def statement(self) -> str:
         """The claim in full, in plain words."""
+        if self.status == "no-claim":
+            return _MADE_ELSEWHERE
         if self.status == "covered":
             return (
                 f"{self._guarantee()}. Covered: the released texts, their labels and the "
@@ -169,6 +195,12 @@ class PrivacyClaim:
     @property
     def not_covered(self) -> tuple[str, ...]:
         """What is released but outside the guarantee."""
+        if self.status == "no-claim":
+            return (
+                "everything released: treat every released file as private data unless the "
+                "release's maker gives a guarantee for it",
+                _OUTSIDE,
+            )
         if self.status == "not-private":
             return ("everything released: treat every released file as private data", _OUTSIDE)
         items = [_OUTSIDE, _PER_RECORD]
@@ -178,7 +210,10 @@ class PrivacyClaim:
 
     @property
     def declared_public(self) -> tuple[str, ...]:
-        """Facts the release states that are assumed public rather than protected."""
+        """Facts the release states that are assumed public rather than protected (none for a
+        release made elsewhere: without a guarantee nothing is assumed public to make one)."""
+        if self.status == "no-claim":
+            return ()
         items = [
             "the encoder's weights",
             "the public pool's texts" if self.pool_origin != "none" else "",
@@ -234,7 +269,7 @@ class PrivacyClaim:
                 members=stated.get("members"),
                 pool_origin=pool.get("origin", "none"),
                 released_texts=stated.get("released_texts", 0),
-                unprotected_texts=stated.get("unprotected_texts", 0),
+                unprotected_texts=stated.get("unprotected_texts", 0),  # null: unknown
                 pool_checked=pool.get("checked"),
                 pool_removed_exact=pool.get("removed_exact", 0),
                 pool_removed_near=pool.get("removed_near", 0),
@@ -264,12 +299,18 @@ def build_claim(
 ) -> PrivacyClaim:
     """The claim of a run. `summary`: the privacy ledger's summary (mode, epsilon, delta,
     accountant, mechanisms), None when the run was not private; a summary without a finite ε
-    claims nothing. `pool_check`: what the pool's hygiene check removed, when it ran."""
-    epsilon = summary.get("epsilon") if summary else None
+    claims nothing. `pool_check`: what the pool's hygiene check removed, when it ran.
+    `pool_origin` "unknown" (a release made outside tdd-priv) claims nothing whatever the
+    summary says: only the release's maker knows how it was made."""
+    made_elsewhere = pool_origin == "unknown"
+    epsilon = summary.get("epsilon") if summary and not made_elsewhere else None
     private = isinstance(epsilon, int | float) and math.isfinite(epsilon)
-    unprotected = released_texts if pool_origin in ("internal", "none") else 0
-    if not private:
-        status: ClaimStatus = "not-private"
+    unprotected: int | None = released_texts if pool_origin in ("internal", "none") else 0
+    if made_elsewhere:
+        status: ClaimStatus = "no-claim"
+        unprotected = None
+    elif not private:
+        status = "not-private"
     elif pool_origin == "external":
         status = "covered"
     else:

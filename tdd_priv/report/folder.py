@@ -11,6 +11,7 @@ all, and nothing private is ever written into the release.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ import pandas as pd
 import yaml
 from safetensors.numpy import save_file
 
+from tdd_priv.data.release import AuditedRelease
+from tdd_priv.errors import DataValidationError
 from tdd_priv.fingerprint import sha256_file
 from tdd_priv.report.attest import (
     ENVELOPE_FILE,
@@ -76,6 +79,18 @@ def _write_synthetic(folder: Path, record: RunRecord) -> None:
     )
 
 
+def _copy_release(folder: Path, release: AuditedRelease) -> None:
+    """The audited release file, byte for byte, beside the normalised data.jsonl: the
+    signature then covers exactly what was audited (refused if it changed since it was read)."""
+    copy = folder / release.file.copy_name
+    shutil.copyfile(release.file.path, copy)
+    if sha256_file(copy) != release.file.sha256:
+        raise DataValidationError(
+            f"{release.file.path}: the release file changed during the audit (its SHA-256 is no "
+            "longer the one audited); audit it again once it stays unchanged."
+        )
+
+
 def _write_private(folder: Path, record: RunRecord) -> None:
     """The private record: splits, realized row ids, canary secrets. Never released."""
     folder.mkdir(exist_ok=True)
@@ -127,6 +142,8 @@ def write_run_folder(
     _write_private(folders.private, record)
     folder = folders.release
     _write_synthetic(folder / "synthetic", record)
+    if record.release is not None:
+        _copy_release(folder / "synthetic", record.release)
     (folder / "config.resolved.yaml").write_text(
         yaml.safe_dump(record.config.released_dict(), sort_keys=False), encoding="utf-8"
     )

@@ -17,6 +17,7 @@ import numpy as np
 
 from tdd_priv.config import RunConfig
 from tdd_priv.data import LabeledData, PoolCheck, PublicTexts, Splits
+from tdd_priv.data.release import AuditedRelease
 from tdd_priv.evaluate import Utility
 from tdd_priv.fingerprint import sha256_json
 from tdd_priv.methods import SyntheticSet
@@ -72,10 +73,15 @@ class RunRecord:
     # dataset's budget ledger after this run (None: not private).
     pool_check: PoolCheck | None = None
     budget: Budget | None = None
+    # A release made outside tdd-priv and audited here (`tdd-priv audit`): the file, which rows
+    # its maker saw, its matches in the public pool. None for a distillation run.
+    release: AuditedRelease | None = None
 
 
 def text_origin(record: RunRecord) -> TextOrigin:
     """Where the released texts come from."""
+    if record.release is not None:
+        return "unknown"
     if record.realized.source == "private":
         return "none"
     return "external" if record.external_pool is not None else "internal"
@@ -108,6 +114,8 @@ def _privacy(record: RunRecord) -> dict[str, Any]:
 def _dataset(record: RunRecord) -> dict[str, Any]:
     splits, labeled = record.splits, record.labeled
     pool = record.external_pool
+    if record.release is not None:
+        return _release_dataset(record, record.release)
     return {
         "name": labeled.name,
         # keyed with the per-user secret: a plain digest of private rows would let anyone who
@@ -138,7 +146,7 @@ def _dataset(record: RunRecord) -> dict[str, Any]:
 def _synthetic(record: RunRecord) -> dict[str, Any]:
     realized, names = record.realized, record.labeled.label_names
     counts = np.bincount(realized.labels, minlength=len(names))
-    return {
+    synthetic = {
         "size": len(realized.texts),
         "per_class": record.config.per_class,
         "label_counts": {names[i]: int(n) for i, n in enumerate(counts)},
@@ -147,6 +155,92 @@ def _synthetic(record: RunRecord) -> dict[str, Any]:
         "text_source": realized.source,
         "releases_private_records": realized.source == "private",
     }
+    if record.release is not None:  # unknown: only the leakage audit sees copies, not origins
+        del synthetic["releases_private_records"]
+    return synthetic
+
+
+# --- a release made outside tdd-priv (`tdd-priv audit`) ---------------------------------------
+
+
+def _release_dataset(record: RunRecord, release: AuditedRelease) -> dict[str, Any]:
+    """`dataset` of an audited release: `audit` counts its non-members (the held-out split,
+    which may be the test split itself), and the public pool appears only when one was given."""
+    labeled, splits, pool = record.labeled, record.splits, record.external_pool
+    dataset: dict[str, Any] = {
+        "name": labeled.name,
+        "fingerprint": keyed_digest("dataset", labeled.fingerprint),
+        "fingerprint_keyed": True,
+        "classes": list(labeled.label_names),
+        "group_columns": list(labeled.group_columns),
+        "sizes": {
+            "rows": len(labeled.dataset),
+            "members": len(splits.members),
+            "audit": len(release.membership.nonmembers),
+            "test": len(splits.test),
+            "public_pool": len(pool.texts) if pool is not None else 0,
+            "dropped_empty": len(labeled.dropped_rows),
+        },
+    }
+    if pool is not None:
+        dataset["public_pool"] = {
+            "origin": "external",
+            "name": pool.name,
+            "fingerprint": pool.fingerprint,
+            **({"check": record.pool_check.to_json()} if record.pool_check is not None else {}),
+        }
+    return dataset
+
+
+def _release(record: RunRecord, release: AuditedRelease) -> dict[str, Any]:
+    """report.json's `release`: what was audited (the file, copied byte for byte into the run
+    folder), how its labels and sizes were read, and which labeled rows count as its members."""
+    file, membership = release.file, release.membership
+    counts = file.label_counts(len(record.labeled.label_names))
+    k = record.config.per_class
+    even = bool(counts.min() == counts.max())
+    section: dict[str, Any] = {
+        "file": file.name,
+        "copy": f"synthetic/{file.copy_name}",
+        "format": file.format,
+        "sha256": file.sha256,
+        "rows": file.rows,
+        "labels": file.label_form,
+        "soft_labels": file.soft_labels is not None,
+        "per_class": {
+            "min": int(counts.min()),
+            "max": int(counts.max()),
+            "even": even,
+            "baselines": k,
+            "rule": "the baselines get k = rows / classes, rounded half up (at least 1), per "
+            "class: about as many examples in all as the release"
+            + ("" if even else ", whose classes are of uneven size"),
+        },
+        "membership": {
+            "members_split": membership.train_split,
+            "members": len(membership.splits.members),
+            "nonmembers_split": membership.heldout_split,
+            "nonmembers": len(membership.nonmembers),
+            "test_split": membership.test_split,
+            "note": f"Members: every row of split {membership.train_split!r}, the rows the "
+            f"release was made from. Non-members: the rows of split "
+            f"{membership.heldout_split!r}, which its maker is taken never to have seen"
+            + (
+                " (the test split, which a maker does not train or tune on; it also measures "
+                "utility)."
+                if membership.heldout_split == membership.test_split
+                else "."
+            ),
+        },
+    }
+    if release.pool_matches is not None:
+        matches = release.pool_matches
+        section["public_pool"] = {
+            "texts": matches.pool_texts,
+            "exact": matches.exact,
+            "near": matches.near,
+        }
+    return section
 
 
 def source_commit() -> tuple[str | None, bool | None]:
@@ -242,6 +336,7 @@ def _build_report(record: RunRecord) -> dict[str, Any]:
             },
             **{name: utility.to_json() for name, utility in record.utility.items()},
         },
+        **({"release": _release(record, record.release)} if record.release is not None else {}),
         "audits": {
             # the detox step's screening of the released texts (issue 6), when it ran
             **({"toxicity": dict(screening)} if (screening := record.realized.screening) else {}),

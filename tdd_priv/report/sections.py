@@ -1,8 +1,9 @@
 """The report for people as an ordered list of sections, built from report.json's content.
 
 report.md and report.html render the same sections in the same order, so they cannot drift
-apart: a summary box, utility, one section per audit that ran, verdicts, the privacy ledger,
-data, method, environment, what the privacy guarantee covers, and integrity (signature).
+apart: a summary box, what was audited (for a release made outside tdd-priv), utility, one
+section per audit that ran, verdicts, the privacy ledger, data, method, environment, what the
+privacy guarantee covers, and integrity (signature).
 Everything comes from report.json, which never holds private records.
 
 Inline text may use `code` and **bold** (Markdown syntax); the HTML renderer converts them.
@@ -209,9 +210,22 @@ def _verdict_badge(verdict: Mapping[str, Any]) -> Badge:
 # --- sections -------------------------------------------------------------------------------------
 
 
+def _method_cell(report: Mapping[str, Any]) -> str:
+    method, synthetic = report["method"], report["synthetic"]
+    release = report.get("release")
+    if release is not None:
+        return (
+            f"a release made outside tdd-priv: `{release['file']}`, {synthetic['size']} texts; "
+            f"baselines at k = {method['per_class']} per class (see *Release audited*)"
+        )
+    return (
+        f"{method['name']}, k = {method['per_class']} per class "
+        f"({synthetic['size']} texts, realized by {synthetic.get('realization', '?')})"
+    )
+
+
 def _summary(report: Mapping[str, Any]) -> Section:
-    dataset, synthetic, utility = report["dataset"], report["synthetic"], report["utility"]
-    method = report["method"]
+    dataset, utility = report["dataset"], report["utility"]
     synthetic_mean = utility["synthetic"].get("accuracy_mean")
 
     def difference(entry: Mapping[str, Any]) -> str:
@@ -243,11 +257,7 @@ def _summary(report: Mapping[str, Any]) -> Section:
             f"{dataset['name']} — {dataset['sizes']['rows']:,} rows, "
             f"{len(dataset['classes'])} classes ({', '.join(dataset['classes'])})",
         ),
-        (
-            "Method",
-            f"{method['name']}, k = {method['per_class']} per class "
-            f"({synthetic['size']} texts, realized by {synthetic.get('realization', '?')})",
-        ),
+        ("Method", _method_cell(report)),
         ("Privacy", _privacy_cell(PrivacyClaim.from_report(report))),
         ("Utility", utility_cell),
         ("Audits", audits_cell),
@@ -671,15 +681,15 @@ def _privacy(report: Mapping[str, Any]) -> Section:
     privacy = report["privacy"]
     mechanisms = privacy["mechanisms"]
     if not mechanisms:
+        lead = (
+            "**No ledger: the release was made outside tdd-priv.** "
+            if "release" in report
+            else "**Not private: the ledger is empty.** "
+        )
         return Section(
             "privacy",
             "Privacy ledger",
-            (
-                Paragraph(
-                    "**Not private: the ledger is empty.** " + privacy.get("statement", ""),
-                    tone="warn",
-                ),
-            ),
+            (Paragraph(lead + privacy.get("statement", ""), tone="warn"),),
         )
     extra = sorted({k for m in mechanisms for k in m} - set(_MECHANISM_COLUMNS))
     rows = tuple(
@@ -709,6 +719,8 @@ def _privacy(report: Mapping[str, Any]) -> Section:
 
 
 def _data(report: Mapping[str, Any]) -> Section:
+    if "release" in report:
+        return _release_data(report)
     dataset, synthetic = report["dataset"], report["synthetic"]
     sizes = dataset["sizes"]
     pool = dataset.get("public_pool", {})
@@ -750,8 +762,94 @@ def _data(report: Mapping[str, Any]) -> Section:
     )
 
 
+def _release_data(report: Mapping[str, Any]) -> Section:
+    """Data of an audited release: which labeled rows count as the maker's input (members)."""
+    dataset, synthetic, release = report["dataset"], report["synthetic"], report["release"]
+    sizes, membership = dataset["sizes"], release["membership"]
+    counts = ", ".join(f"{name} {n}" for name, n in synthetic["label_counts"].items())
+    keyed = " (keyed: only its owner can match it)" if dataset.get("fingerprint_keyed") else ""
+    pool = dataset.get("public_pool")
+    pool_text = (
+        f" Public pool {pool['name']}: {sizes.get('public_pool', 0):,} texts."
+        + PrivacyClaim.from_report(report).pool_sentence
+        if pool
+        else ""
+    )
+    return Section(
+        "data",
+        "Data",
+        (
+            Paragraph(
+                f"Dataset {dataset['name']} (fingerprint `{dataset['fingerprint'][:16]}…`{keyed}), "
+                f"{sizes['rows']:,} rows. {membership['note']} Members: {membership['members']:,} "
+                f"rows; non-members: {membership['nonmembers']:,} rows; test (utility): "
+                f"{sizes.get('test', 0):,} rows of split {membership['test_split']!r}." + pool_text
+            ),
+            Paragraph(f"Released set: {synthetic['size']} texts; per label: {counts}."),
+            Paragraph(
+                "Where the released texts come from is unknown: the release was made outside "
+                "tdd-priv. The leakage audit counts those that copy a labeled row.",
+                tone="warn",
+            ),
+        ),
+    )
+
+
+def _release(report: Mapping[str, Any]) -> Section:
+    """What was audited: the file, how it was read, and how its sizes set the baselines."""
+    release = report["release"]
+    per_class = release["per_class"]
+    labels = {
+        "names": "class names",
+        "ids": "class ids",
+        "names-and-ids": "class names and, where a label is no class name, class ids",
+        "ids-with-names": "class ids with their names (tdd-priv's own format)",
+    }.get(release["labels"], release["labels"])
+    blocks: list[Block] = [
+        Paragraph(
+            f"`{release['file']}` ({release['format']}, {release['rows']:,} rows, SHA-256 "
+            f"`{release['sha256']}`) was made outside tdd-priv and audited here. It is copied "
+            f"byte for byte as `{release['copy']}`, so the signature covers exactly what was "
+            f"audited. Labels read as {labels}; "
+            + (
+                "soft labels given (heads train on them)."
+                if release["soft_labels"]
+                else "no soft labels."
+            )
+        ),
+        Paragraph(
+            f"Texts per class: {per_class['min']} to {per_class['max']} "
+            f"({'even' if per_class['even'] else 'uneven'}). Random, herding and k-center "
+            f"baselines: k = {per_class['baselines']} per class; {per_class['rule']}."
+        ),
+    ]
+    matches = release.get("public_pool")
+    if matches is not None:
+        blocks.append(
+            Paragraph(
+                f"{matches['exact']} released texts equal and {matches['near']} nearly equal a "
+                f"text of the public pool ({matches['texts']:,} texts, after setting aside those "
+                "that equal or nearly equal a labeled row)."
+            )
+        )
+    return Section("release", "Release audited", tuple(blocks))
+
+
 def _method(report: Mapping[str, Any]) -> Section:
     method, encoder = report["method"], report.get("encoder", {})
+    if "release" in report:
+        return Section(
+            "method",
+            "Method",
+            (
+                Paragraph(
+                    "None known: the release was made outside tdd-priv. Its texts were embedded "
+                    f"with {encoder.get('model', '?')} ({encoder.get('dimension', '?')} "
+                    f"dimensions, weights sha256 `{str(encoder.get('model_sha256', '?'))[:12]}…`)"
+                    " for the embedding heads and the audits."
+                ),
+            ),
+        )
     rows = tuple(_scalars(method.get("settings", {})))
     blocks: list[Block] = [
         Paragraph(
@@ -865,6 +963,7 @@ def build_sections(report: Mapping[str, Any]) -> list[Section]:
     report = protect(report)
     return [
         _summary(report),
+        *((_release(report),) if "release" in report else ()),
         _utility(report),
         *_audit_sections(report),
         _privacy(report),

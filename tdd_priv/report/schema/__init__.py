@@ -28,7 +28,9 @@ __all__ = [
     "validate_report",
 ]
 
-SCHEMA_VERSION = "2.0.0"  # 2.0.0: the release holds only covered or declared-public facts
+# 2.0.0: the release holds only covered or declared-public facts; 2.1.0: the no-claim status and
+# the `release` section of a release made outside tdd-priv (`tdd-priv audit`)
+SCHEMA_VERSION = "2.1.0"
 
 # major version -> schema file in this package.
 SCHEMA_FILES = {
