@@ -156,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_detox_command(commands)
     _add_deploy_command(commands)
     _add_study_command(commands)
+    _add_benchmark_command(commands)
     return parser
 
 
@@ -704,6 +705,42 @@ def _audit(args: argparse.Namespace) -> int:
 STUDY_RUNNERS = ("local", "dask")  # flows.runners.RUNNERS (not imported here: it loads Prefect)
 
 
+def _add_runner_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--runner",
+        choices=STUDY_RUNNERS,
+        default="local",
+        help="local (default): one cell after another here; dask: cells as Dask tasks on a "
+        "new LocalCluster, or on --dask-address",
+    )
+    command.add_argument(
+        "--dask-address", metavar="ADDR", help="an existing Dask scheduler, e.g. tcp://host:8786"
+    )
+    command.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes of the LocalCluster (default 2)"
+    )
+
+
+def _runner_options(args: argparse.Namespace) -> Any:
+    if args.runner != "dask" and (args.dask_address or args.workers is not None):
+        raise TddPrivError("--dask-address and --workers need --runner dask.")
+    if args.dask_address and args.workers is not None:
+        raise TddPrivError("--workers sizes a new LocalCluster; an existing one has its workers.")
+    from flows.runners import RunnerOptions  # the CLI is the one library module allowed this
+
+    return RunnerOptions(args.runner, workers=args.workers or 2, address=args.dask_address)
+
+
+def _stopped_with_cells_kept(stop: KeyboardInterrupt, folder: Path) -> int:
+    signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
+    print(
+        f"tdd-priv: stopped by {signal.Signals(signum).name}; finished cells are kept in "
+        f"{folder}: run the same command again to resume.",
+        file=sys.stderr,
+    )
+    return 128 + signum
+
+
 def _add_study_command(commands: Any) -> None:
     study = commands.add_parser(
         "study",
@@ -715,28 +752,13 @@ def _add_study_command(commands: Any) -> None:
     )
     study.add_argument("--config", type=Path, required=True, metavar="SWEEP", help="sweep YAML")
     study.add_argument("--out", type=Path, required=True, metavar="DIR")
-    study.add_argument(
-        "--runner",
-        choices=STUDY_RUNNERS,
-        default="local",
-        help="local (default): one cell after another here; dask: cells as Dask tasks on a "
-        "new LocalCluster, or on --dask-address",
-    )
-    study.add_argument(
-        "--dask-address", metavar="ADDR", help="an existing Dask scheduler, e.g. tcp://host:8786"
-    )
-    study.add_argument(
-        "--workers", type=int, metavar="N", help="worker processes of the LocalCluster (default 2)"
-    )
+    _add_runner_options(study)
 
 
 def _study(args: argparse.Namespace) -> int:
     from tdd_priv.study import check_study_folder, expand_cells, load_sweep
 
-    if args.runner != "dask" and (args.dask_address or args.workers is not None):
-        raise TddPrivError("--dask-address and --workers need --runner dask.")
-    if args.dask_address and args.workers is not None:
-        raise TddPrivError("--workers sizes a new LocalCluster; an existing one has its workers.")
+    options = _runner_options(args)
     sweep = load_sweep(args.config)
     cells = expand_cells(sweep, args.out)  # every cell's config checked; nothing written yet
     check_study_folder(args.out)
@@ -745,20 +767,12 @@ def _study(args: argparse.Namespace) -> int:
         if cell.config.data not in checked:
             preflight(cell.config)
             checked.append(cell.config.data)
-    from flows.runners import RunnerOptions  # the CLI is the one library module allowed this
-    from flows.study import run_study
+    from flows.study import run_study  # the CLI is the one library module allowed this
 
-    options = RunnerOptions(args.runner, workers=args.workers or 2, address=args.dask_address)
     try:
         result = run_study(sweep, args.out, options)
     except KeyboardInterrupt as stop:
-        signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
-        print(
-            f"tdd-priv: stopped by {signal.Signals(signum).name}; finished cells are kept in "
-            f"{args.out / 'cells'}: run the same command again to resume.",
-            file=sys.stderr,
-        )
-        return 128 + signum
+        return _stopped_with_cells_kept(stop, args.out / "cells")
     counts = {s: sum(o.status == s for o in result.outcomes) for s in ("ran", "reused", "failed")}
     print(f"\nstudy folder {result.out}  ({len(cells)} cells, {result.wall_s:.0f} s)")
     print(f"cells        {counts['ran']} ran, {counts['reused']} reused, {counts['failed']} failed")
@@ -766,6 +780,73 @@ def _study(args: argparse.Namespace) -> int:
     print(f"figures      {result.out / 'figures'}")
     for outcome in result.failed:
         print(f"tdd-priv: cell {outcome.id} failed: {outcome.error}", file=sys.stderr)
+    return 1 if result.failed else 0
+
+
+def _add_benchmark_command(commands: Any) -> None:
+    benchmark = commands.add_parser(
+        "benchmark",
+        help="a standard benchmark: every method and its peers under one protocol, a leaderboard",
+        description="Run a benchmark suite (datasets, methods, k, ε, runs, evaluation) as one "
+        "study per dataset, then write DIR/leaderboard.{csv,json,md,html} and DIR/figures/. "
+        "Finished cells are reused, so an interrupted benchmark resumes. See "
+        "docs/benchmarks/README.md for the suites and the protocol.",
+    )
+    benchmark.add_argument(
+        "--suite",
+        required=True,
+        metavar="standard|quick|FILE",
+        help="a shipped suite (standard: the three shared datasets; quick: one dataset, two "
+        "methods, one k and ε) or a suite YAML file",
+    )
+    benchmark.add_argument("--out", type=Path, required=True, metavar="DIR")
+    benchmark.add_argument(
+        "--datasets",
+        type=Path,
+        default=Path("../shared/datasets"),
+        metavar="DIR",
+        help="the shared datasets folder that {datasets} in a suite names "
+        "(default ../shared/datasets)",
+    )
+    benchmark.add_argument(
+        "--external",
+        action="append",
+        default=[],
+        metavar="DATASET:NAME=FILE",
+        help="also score a labeled synthetic text file made elsewhere on DATASET as NAME "
+        "(repeat for several); audit it with `tdd-priv audit`",
+    )
+    _add_runner_options(benchmark)
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from tdd_priv.benchmark import dataset_sweep, load_suite, parse_external, prepare_dataset
+    from tdd_priv.study import expand_cells
+
+    options = _runner_options(args)
+    suite = load_suite(args.suite, datasets=args.datasets)
+    externals = [parse_external(text) for text in args.external]
+    from flows.benchmark import check_benchmark_folder, run_benchmark
+
+    check_benchmark_folder(args.out)
+    for entry in suite.datasets:  # every cell checked and every dataset read before any run
+        if not isinstance(entry.public_pool, str):
+            continue  # a simulated pool is cut from data read when the benchmark starts
+        sweep = dataset_sweep(suite, prepare_dataset(entry, args.out), args.out)
+        preflight(expand_cells(sweep, args.out / "preflight")[0].config)
+    try:
+        result = run_benchmark(suite, args.out, options, externals=externals)
+    except KeyboardInterrupt as stop:
+        return _stopped_with_cells_kept(stop, args.out / "studies")
+    rows = [row for row in result.leaderboard.rows if row.kind in ("method", "reference")]
+    print(f"\nbenchmark    {result.out}  ({len(rows)} rows, {result.wall_s:.0f} s)")
+    print(f"leaderboard  {result.out / 'leaderboard.md'} (.csv, .json, .html)")
+    print(f"figures      {result.out / 'figures'}")
+    if result.failed:
+        print(
+            f"tdd-priv: {result.failed} cell(s) failed; see each study's study.json",
+            file=sys.stderr,
+        )
     return 1 if result.failed else 0
 
 
@@ -850,6 +931,7 @@ _COMMANDS = {
     "detox": _detox,
     "deploy": _deploy,
     "study": _study,
+    "benchmark": _benchmark,
     "clean": _clean,
 }
 

@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 CELLS_DIR = "cells"
-SWEEP_KEYS = ("name", "description", "base", "grid")
+SWEEP_KEYS = ("name", "description", "base", "grid", "private_root")
 
 # Short names a sweep may use for the settings studies vary most.
 AXIS_ALIASES = {"epsilon": "privacy.epsilon", "k": "per_class"}
@@ -64,13 +64,16 @@ _NO_DP = ("none", "no-dp")
 @dataclass(frozen=True)
 class Sweep:
     """A validated sweep file: `base` is a RunConfig mapping (RunConfig.to_dict() shape);
-    `grids` one or more {dotted setting: values} products (aliases resolved)."""
+    `grids` one or more {dotted setting: values} products (aliases resolved). `private_root`:
+    the folder that holds the cells' private records (default: `DIR.private` beside the study
+    folder DIR)."""
 
     name: str
     base: Mapping[str, Any]
     grids: tuple[Mapping[str, tuple[Any, ...]], ...]
     description: str = ""
     source: str = "sweep"
+    private_root: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved sweep as plain data (base with every default filled in)."""
@@ -79,6 +82,7 @@ class Sweep:
             "description": self.description,
             "base": dict(self.base),
             "grid": [{key: list(values) for key, values in grid.items()} for grid in self.grids],
+            **({"private_root": self.private_root} if self.private_root else {}),
         }
 
     @classmethod
@@ -121,10 +125,11 @@ def cell_folder(out: Path, cell_id: str) -> Path:
     return out / CELLS_DIR / cell_id
 
 
-def cell_private_folder(out: Path, cell_id: str) -> Path:
-    """Where a cell's private record lives: beside the study folder (`out`.private/<id>), never
-    inside the folder a study is shared as."""
-    return out.with_name(out.name + PRIVATE_SUFFIX) / cell_id
+def cell_private_folder(out: Path, cell_id: str, private_root: str | None = None) -> Path:
+    """Where a cell's private record lives: `private_root`/<id>, by default beside the study
+    folder (`out`.private/<id>), never inside the folder a study is shared as."""
+    root = Path(private_root) if private_root else out.with_name(out.name + PRIVATE_SUFFIX)
+    return root / cell_id
 
 
 def expand_cells(sweep: Sweep, out: Path) -> list[Cell]:
@@ -143,7 +148,8 @@ def expand_cells(sweep: Sweep, out: Path) -> list[Cell]:
         for values in itertools.product(*(grid[axis] for axis in axes)):
             settings = dict(zip(axes, values, strict=True))
             cell_id = _cell_id(settings)
-            folders = RunFolders(cell_folder(out, cell_id), cell_private_folder(out, cell_id))
+            private = cell_private_folder(out, cell_id, sweep.private_root)
+            folders = RunFolders(cell_folder(out, cell_id), private)
             config = _cell_config(base, settings, folders, where, cell_id)
             try:
                 check_config(config)
@@ -186,12 +192,16 @@ def _parse(payload: Mapping[str, Any], *, source: str, base_dir: Path) -> Sweep:
         for i, grid in enumerate(grids, start=1)
     )
     name = payload.get("name") or Path(source).stem
+    private_root = payload.get("private_root")
+    if private_root is not None and not isinstance(private_root, str):
+        raise ConfigError(f"{source}: `private_root` must be a folder path, got {private_root!r}.")
     return Sweep(
         name=str(name),
         base=base.to_dict(),
         grids=parsed,
         description=str(payload.get("description") or ""),
         source=source,
+        private_root=private_root,
     )
 
 
