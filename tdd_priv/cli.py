@@ -48,6 +48,8 @@ _OVERRIDES = {
     "heads": "evaluation.heads",
     "eval_seeds": "evaluation.seeds",
     "orchestrator": "orchestrator",
+    "threads": "threads",
+    "device": "device",
     "overwrite": "overwrite",
     "out": "out",
     "key": "signing_key",
@@ -145,6 +147,18 @@ def _parser() -> argparse.ArgumentParser:
     other.add_argument("--heads", type=_csv, help="comma-separated: linear,mlp")
     other.add_argument("--eval-seeds", type=int)
     other.add_argument("--orchestrator", choices=["prefect", "local"])
+    other.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="at most N CPU threads for torch (default: every CPU available, within "
+        "OMP_NUM_THREADS); small models always use one",
+    )
+    other.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        help="where tensors live: cpu (default), cuda, or auto (cuda when available)",
+    )
     other.add_argument("--no-progress", action="store_true")
     other.add_argument("--overwrite", action="store_true", default=None)
     other.add_argument(
