@@ -239,7 +239,7 @@ def encode_step(loaded: LoadedInputs, config: RunConfig) -> EmbeddingFiles:
     """Embed every labeled row (and the external pool) into the on-disk encoder cache, streamed
     block by block (memory bounded whatever the number of rows), on the run's device."""
     device = resolve_device(config)
-    with workload_threads("matrix", limit=config.threads):
+    with workload_threads("encoding", limit=config.threads):
         rows = encode_cached(
             loaded.texts,
             config=config.encoder,

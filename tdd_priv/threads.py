@@ -7,12 +7,19 @@ descheduled stalls the others far longer than the work takes: training one evalu
 measured 20–40× slower with 2 threads than with 1 on a loaded 2-core machine. Large matrix work
 (encoding, kernels over thousands of rows) does enough per region to gain from several threads.
 
-The policy (`WORKLOADS`): small models (evaluation heads, DP-SGD heads, the audits' models,
-distillation of small sets) run single-threaded; matrix work (encoding, distillation of large
-sets) runs on as many threads as there are idle CPUs, within the threads available. Idle, not
-all: a transformer encoding measured 3.5× slower with 2 threads than with 1 on a 2-core machine
-at load 8, and a greedy kernel selection 1.6× slower, so a thread only pays where a CPU would
-otherwise sit idle (`idle_cpus`, sampled from /proc/stat when the block starts).
+The policy (`WORKLOADS`):
+- small models (evaluation heads, DP-SGD heads, the audits' models, distillation and
+  realization over small sets) run single-threaded;
+- encoding runs on as many threads as there are idle CPUs (`idle_cpus`, sampled from
+  /proc/stat when the block starts), within the threads available. Idle, not all: it measured
+  3.5× slower with 2 threads than with 1 on a 2-core machine at load 8. Its results do not
+  depend on the thread count (every reduction is within a row; measured bit-identical with 1
+  and 2 threads), and the cache fixes them for later runs, so the count may follow the load;
+- other matrix work (distillation and realization over many rows) runs on every thread
+  available. Its results can differ in the last bits with the number of threads (a sum over
+  rows is split per thread), so the count depends only on the machine and the user's bounds,
+  never on the momentary load: one seed still fixes the run. On a busy machine, bound it with
+  `--threads` (a greedy selection measured 1.6× slower with 2 threads than 1 at load 7).
 
 "Available" is an upper bound the user controls (`available_threads`): the CPUs this process
 may run on (affinity and cgroup quota), `OMP_NUM_THREADS`, torch's own setting when the block
@@ -35,6 +42,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -47,6 +55,7 @@ __all__ = [
     "POLICY_ENV",
     "WORKLOADS",
     "Workload",
+    "WorkloadPolicy",
     "available_threads",
     "idle_cpus",
     "policy_enabled",
@@ -57,20 +66,32 @@ __all__ = [
 ]
 
 POLICY_ENV = "TDD_PRIV_THREAD_POLICY"
-Workload = Literal["small-models", "matrix"]
+Workload = Literal["small-models", "encoding", "matrix"]
 
-# Workload -> its thread count, given the threads available (≥ 1) and the idle CPUs of the
-# machine (None where they cannot be measured).
-WORKLOADS: dict[Workload, Callable[[int, float | None], int]] = {
+
+@dataclass(frozen=True)
+class WorkloadPolicy:
+    """A workload's thread count, from the threads available (≥ 1) and, for a workload that
+    `follows_load`, the idle CPUs of the machine (None where they cannot be measured)."""
+
+    threads: Callable[[int, float | None], int]
+    follows_load: bool = False
+
+
+def _idle_threads(available: int, idle: float | None) -> int:
+    # Rounded down unless nearly idle (0.75 of a CPU counts as one): an extra thread gains at
+    # most 2× where a contended one costs 3× and more.
+    return available if idle is None else max(1, min(available, math.floor(idle + 0.25)))
+
+
+WORKLOADS: dict[Workload, WorkloadPolicy] = {
     # A few hundred optimiser steps on (≤ tens of thousands, 384) inputs: per-step work is too
     # small to split, and spinning threads are what made them 20–40× slower under load.
-    "small-models": lambda available, idle: 1,
-    # Transformer forward passes, kernel matrices, greedy selection over a large pool: one
-    # thread per idle CPU. Rounded down unless nearly idle (0.75 of a CPU counts as one): an
-    # extra thread gains at most 2× where a contended one can cost 3×.
-    "matrix": lambda available, idle: (
-        available if idle is None else max(1, min(available, math.floor(idle + 0.25)))
-    ),
+    "small-models": WorkloadPolicy(lambda available, idle: 1),
+    # Transformer forward passes: large regions, results independent of the thread count.
+    "encoding": WorkloadPolicy(_idle_threads, follows_load=True),
+    # Kernel matrices and greedy selection over a large pool: results may depend on the count.
+    "matrix": WorkloadPolicy(lambda available, idle: available),
 }
 
 # Distillation over fewer rows (members + public pool) than this is a small-models workload:
@@ -174,9 +195,10 @@ def workload_threads(workload: Workload, *, limit: int | None = None) -> Iterato
     if not policy_enabled():
         yield torch.get_num_threads()
         return
+    policy = WORKLOADS[workload]
     available = available_threads(limit)
-    idle = idle_cpus() if workload == "matrix" and available > 1 else None
-    with torch_threads(WORKLOADS[workload](available, idle)) as count:
+    idle = idle_cpus() if policy.follows_load and available > 1 else None
+    with torch_threads(policy.threads(available, idle)) as count:
         yield count
 
 

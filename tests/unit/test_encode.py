@@ -225,6 +225,21 @@ def test_interrupted_write_leaves_no_entry(tmp_path: Path, monkeypatch: pytest.M
     assert list((tmp_path / "embeddings").iterdir()) == []
 
 
+def test_embeddings_do_not_depend_on_the_thread_count(encoder: SentenceEncoder) -> None:
+    # The thread policy lets encoding follow the machine's load (tdd_priv.threads) because
+    # of this: every reduction in the encoder is within a row.
+    texts = [f"{text} ({i})" for i in range(5) for text in TEXTS]  # 35 rows in one batch
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = encoder.encode(texts, progress=False)
+        torch.set_num_threads(2)
+        two = encoder.encode(texts, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(one, two)
+
+
 def test_blocks_concatenate_to_the_embeddings_in_input_order(encoder: SentenceEncoder) -> None:
     whole = encoder.encode(TEXTS, progress=False)
     blocks = list(encoder.encode_blocks(TEXTS, progress=False, block_size=3))

@@ -58,21 +58,33 @@ def test_small_models_run_single_threaded() -> None:
     assert torch.get_num_threads() == 4
 
 
-def test_matrix_work_takes_the_idle_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
-    with workload_threads("matrix") as count:
+def test_encoding_takes_the_idle_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    with workload_threads("encoding") as count:
         assert count == torch.get_num_threads() == 4
     for idle, expected in [(0.0, 1), (0.7, 1), (1.8, 2), (2.2, 2), (3.9, 4), (9.0, 4)]:
         monkeypatch.setattr(threads, "idle_cpus", lambda idle=idle, **_: idle)
-        with workload_threads("matrix") as count:
+        with workload_threads("encoding") as count:
             assert count == expected, idle
 
 
-def test_matrix_work_uses_the_available_threads_where_idleness_is_unknown(
+def test_encoding_uses_the_available_threads_where_idleness_is_unknown(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(threads, "idle_cpus", lambda **_: None)
-    with workload_threads("matrix", limit=3) as count:
+    with workload_threads("encoding", limit=3) as count:
         assert count == 3
+
+
+def test_other_matrix_work_never_follows_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its results may depend on the thread count: the count must not depend on the moment.
+    def refuse(**_: object) -> float:
+        raise AssertionError("matrix work must not sample the load")
+
+    monkeypatch.setattr(threads, "idle_cpus", refuse)
+    with workload_threads("matrix") as count:
+        assert count == 4
+    with workload_threads("matrix", limit=2) as count:
+        assert count == 2
 
 
 @pytest.mark.parametrize(
