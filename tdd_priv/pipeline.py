@@ -641,7 +641,7 @@ def _evaluate(
     test = LabeledArrays.from_labels(encoded.rows[splits.test], labels[splits.test], classes)
     test_texts = LabeledTexts([texts[i] for i in splits.test], labels[splits.test])
     members = _member_input(loaded, splits, encoded, config)
-    arrays = _member_arrays(loaded, splits, encoded)
+    arrays = members.exact()  # the same member rows, not a second copy (1 GB per 700k rows)
     member_set = LabeledArrays.from_labels(arrays.embeddings, arrays.labels, classes)
     member_texts = [texts[i] for i in splits.members]
     synthetic_vectors = synthetic.training_arrays(classes)

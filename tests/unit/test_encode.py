@@ -108,6 +108,7 @@ def _forbid_model(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("the model must not run (or load) on a cache hit")
 
     monkeypatch.setattr(SentenceEncoder, "encode", refuse)
+    monkeypatch.setattr(SentenceEncoder, "encode_blocks", refuse)
     monkeypatch.setattr(SentenceEncoder, "__init__", refuse)
 
 
