@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -149,19 +150,33 @@ def _measure(
     if finished.returncode != 0:
         raise SystemExit(f"{scenario} ({policy}) failed:\n{finished.stderr[-3000:]}")
     seconds = wall
+    steps = {
+        match.group(1): float(match.group(2))
+        for match in re.finditer(r"^  (\w+)\s+done in\s+([\d.]+) s$", finished.stderr, re.M)
+    }
     if scenario == "evaluate":
         reported = json.loads(finished.stdout.strip().splitlines()[-1])
         if Path(reported["library"]) != REPO / "tdd_priv":
             raise SystemExit(f"the child ran {reported['library']}, not {REPO / 'tdd_priv'}")
         seconds = reported["seconds"]
-    return {"seconds": seconds, "censored": False, "load_average_1m_before": load_before}
+    return {
+        "seconds": seconds,
+        "censored": False,
+        "load_average_1m_before": load_before,
+        "steps": steps,  # the run's per-step seconds, as the CLI prints them
+    }
 
 
 def _summary(measurements: list[dict[str, Any]]) -> dict[str, Any]:
     seconds = [m["seconds"] for m in measurements]
+    names = sorted({name for m in measurements for name in m.get("steps", {})})
     return {
         "seconds": seconds,
         "median_seconds": statistics.median(seconds),
+        "median_step_seconds": {
+            name: statistics.median(m["steps"][name] for m in measurements if name in m["steps"])
+            for name in names
+        },
         "censored": sum(m["censored"] for m in measurements),
         "load_average_1m_before": [m["load_average_1m_before"] for m in measurements],
     }
@@ -191,6 +206,24 @@ def _markdown(result: dict[str, Any]) -> str:
                 f"{censored}{loaded['median_seconds']:.1f} | "
                 f"{censored}{loaded['median_seconds'] / alone['median_seconds']:.1f}× |"
             )
+    run = result["results"].get("run")
+    if run is not None:
+        columns = [(policy, state) for policy in POLICIES for state in ("alone", "loaded")]
+        steps = list(run["on"]["alone"].get("median_step_seconds", {}))
+        if steps:
+            lines += [
+                "",
+                "The run's steps (median seconds, as the CLI reports them):",
+                "",
+                "| step | " + " | ".join(f"{p} {s}" for p, s in columns) + " |",
+                "|---|" + "---|" * len(columns),
+            ]
+            for step in steps:
+                cells = [
+                    run[policy][state]["median_step_seconds"].get(step) for policy, state in columns
+                ]
+                shown = [f"{c:.1f}" if c is not None else "" for c in cells]
+                lines.append(f"| {step} | " + " | ".join(shown) + " |")
     lines += ["", "Policy on vs off under load (median seconds, off / on):", ""]
     for scenario, ratio in result["speedup_under_load"].items():
         lines.append(f"- {scenario}: {ratio:.1f}× faster with the policy")
