@@ -5,6 +5,14 @@
   `workers` processes (one thread each), or on an existing cluster at `address`. LiRA's shadow
   re-runs inside a cell then spread over the same cluster (flows.scatter.map_on_dask).
 
+Threads: cells that share a machine must not each spread over every CPU (torch's threads spin
+against each other: tdd_priv.threads). A Dask cell therefore runs with torch threads capped at
+1 (`Runner.cell_threads`, applied by flows.study.run_cell as a `thread_ceiling`), and the
+LocalCluster's worker processes start with OMP/MKL/OpenBLAS threads at 1 (Dask's
+`distributed.nanny.pre-spawn-environ` default), so the BLAS under numpy stays at one thread
+too. Parallelism comes from the worker processes. A local study runs one cell at a time, which
+may use every CPU the thread policy gives it.
+
 One Prefect API for every worker: a Dask worker process hydrates the parent's Prefect settings
 (prefect-dask serializes the settings context with each task). Without PREFECT_API_URL, the
 parent talks to Prefect's in-process ephemeral API and every worker process would start a
@@ -56,6 +64,8 @@ class Runner:
     make: Callable[[RunnerOptions], TaskRunner[Any]]
     shadow_map: ShadowMap
     summary: str
+    # The most torch threads one cell may use (None: as the thread policy allows).
+    cell_threads: int | None = None
 
 
 def _local(options: RunnerOptions) -> TaskRunner[Any]:
@@ -72,7 +82,7 @@ def _dask(options: RunnerOptions) -> TaskRunner[Any]:
         cluster_class="distributed.LocalCluster",
         cluster_kwargs={
             "n_workers": options.workers,
-            "threads_per_worker": 1,  # one cell per process; torch threads stay at 1 (Dask sets)
+            "threads_per_worker": 1,  # one cell per process; its torch threads: cell_threads
             "processes": True,
             "dashboard_address": ":0",  # any free port: never clash with another cluster
         },
@@ -81,7 +91,12 @@ def _dask(options: RunnerOptions) -> TaskRunner[Any]:
 
 RUNNERS: dict[str, Runner] = {
     "local": Runner(_local, map, "cells one after another in this process"),
-    "dask": Runner(_dask, map_on_dask, "cells as Dask tasks (LocalCluster or --dask-address)"),
+    "dask": Runner(
+        _dask,
+        map_on_dask,
+        "cells as Dask tasks (LocalCluster or --dask-address)",
+        cell_threads=1,
+    ),
 }
 
 

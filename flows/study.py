@@ -35,19 +35,22 @@ from tdd_priv.study import (
     write_outputs,
     write_timing,
 )
+from tdd_priv.threads import thread_ceiling
 
 __all__ = ["StudyResult", "run_cell", "run_study", "study_flow"]
 
 
 @task(name="cell", task_run_name="cell-{cell[id]}", cache_policy=NO_CACHE, persist_result=False)
 def run_cell(cell: dict[str, Any], runner_name: str, sweep_name: str) -> dict[str, Any]:
-    """Run one cell (the distill flow as a subflow) unless its folder already holds it."""
+    """Run one cell (the distill flow as a subflow) unless its folder already holds it, with
+    torch's threads capped as its runner says (one per cell on Dask)."""
     spec = Cell.from_dict(cell)
     if cell_is_complete(spec):
         return CellOutcome(spec.id, "reused").to_dict()
     remove_partial_folders(spec)  # what a killed run of this cell left behind
     started = time.perf_counter()
-    with shadow_map(RUNNERS[runner_name].shadow_map):
+    chosen = RUNNERS[runner_name]
+    with shadow_map(chosen.shadow_map), thread_ceiling(chosen.cell_threads):
         distill_flow.with_options(flow_run_name=spec.id)(
             config=spec.config.to_dict(), artifact_name=f"{sweep_name}-{spec.id}"
         )

@@ -63,6 +63,8 @@ _OVERRIDES = {
     "heads": "evaluation.heads",
     "eval_seeds": "evaluation.seeds",
     "orchestrator": "orchestrator",
+    "threads": "threads",
+    "device": "device",
     "overwrite": "overwrite",
     "out": "out",
     "private_out": "private_out",
@@ -197,6 +199,18 @@ def _add_execution_options(command: argparse.ArgumentParser) -> Any:
     other.add_argument("--heads", type=_csv, help="comma-separated: linear,mlp")
     other.add_argument("--eval-seeds", type=int)
     other.add_argument("--orchestrator", choices=["prefect", "local"])
+    other.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="at most N CPU threads for torch (default: every CPU available, within "
+        "OMP_NUM_THREADS); small models always use one",
+    )
+    other.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        help="where tensors live: cpu (default), cuda, or auto (cuda when available)",
+    )
     other.add_argument("--no-progress", action="store_true")
     other.add_argument(
         "--overwrite",

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from tdd_priv.config import EvalConfig
 from tdd_priv.evaluate import (
@@ -86,8 +87,10 @@ def judge(
     seed: int,
     label: str,
     progress: bool,
+    device: torch.device | str = "cpu",
 ) -> Utility:
-    """Embedding heads (and, for text sets, text models) trained on the set, on the test split."""
+    """Embedding heads (on `device`; and, for text sets, text models) trained on the set, on the
+    test split."""
     utility = evaluate(
         candidate.vectors,
         test,
@@ -97,6 +100,7 @@ def judge(
         training=HeadTraining(steps=settings.steps),
         label=f"evaluate {label}",
         progress=progress,
+        device=device,
     )
     if candidate.texts is None or not settings.text_models:
         return utility

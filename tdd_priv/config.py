@@ -29,6 +29,7 @@ import annotated_types as at
 import pydantic
 from pydantic_core import ErrorDetails
 
+from tdd_priv.device import DeviceSetting
 from tdd_priv.encode import EncoderConfig
 from tdd_priv.errors import ConfigError
 from tdd_priv.yamlio import load_yaml
@@ -243,6 +244,11 @@ class RunConfig:
     overwrite: bool = False
     orchestrator: Orchestrator = "prefect"
     progress: bool = True
+    # The most CPU threads torch may use (None: every CPU this process may run on, within
+    # OMP_NUM_THREADS); small models always use one (tdd_priv.threads).
+    threads: int | None = None
+    # Where tensors live: cpu, cuda, or auto (cuda when available); see tdd_priv.device.
+    device: DeviceSetting = "cpu"
     # Ed25519 private key that signs the run folder; None: $TDD_PRIV_SIGNING_KEY, else the
     # per-user key (created on first use). See tdd_priv.signing.
     signing_key: Path | None = None
@@ -434,6 +440,12 @@ _RULES: dict[str, Rule] = {
     "realize": Rule("give a realizer's name (--realize), or leave it unset", (_NAME,)),
     "seed": Rule("give a whole number ≥ 0 (--seed N)", (at.Ge(0),)),
     "cache_dir": Rule("give a folder for the embedding cache"),
+    "threads": Rule(
+        "give a whole number ≥ 1 of CPU threads (--threads N), or leave it unset for every CPU "
+        "available",
+        (at.Ge(1),),
+    ),
+    "device": Rule("give auto (cuda when available), cpu or cuda (--device)"),
     "signing_key": Rule("give an Ed25519 private key file (--key), or leave it unset"),
     "release": Rule(
         "give the synthetic text file to audit (tdd-priv audit --release FILE), or leave it unset"

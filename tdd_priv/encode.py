@@ -10,7 +10,8 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -24,6 +25,7 @@ from tdd_priv.fingerprint import fingerprint_strings, sha256_file
 from tdd_priv.locks import replacing_temporary
 
 __all__ = [
+    "BLOCK_SIZE",
     "DEFAULT_ENCODER",
     "EncodedTexts",
     "EncoderConfig",
@@ -52,6 +54,9 @@ _HUB_SAFETENSORS = ["model.safetensors", "model.safetensors.index.json", "model-
 _HUB_TORCH_BIN = ["pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*.bin"]
 # Bump when the cache file layout or key recipe changes, so old entries are never misread.
 _CACHE_FORMAT = 1
+# Texts tokenized, sorted by length and embedded together: bounds the encode step's memory
+# (≈ 16k × (tokens + 384 floats)) while keeping batches of similar lengths.
+BLOCK_SIZE = 16384
 
 
 @dataclass(frozen=True)
@@ -83,29 +88,34 @@ class EncoderConfig:
 
 @dataclass(frozen=True)
 class EncodedTexts:
-    """Embeddings of a text sequence plus where they came from.
+    """Where the embeddings of a text sequence are (a cache entry), and where they came from."""
 
-    `embeddings`: float32 (n, d), rows L2-normalised, rows in input order.
-    """
-
-    embeddings: np.ndarray = field(repr=False)
     cache_hit: bool
     cache_key: str
     model_hash: str
     path: Path  # the cache entry's .npy file
 
+    @property
+    def embeddings(self) -> np.ndarray:
+        """float32 (n, d), rows L2-normalised, in input order: read from the entry on demand,
+        so a caller that passes the entry on by path never holds them."""
+        return read_embeddings(self.path)
+
 
 class SentenceEncoder:
-    """A Hugging Face encoder (AutoTokenizer + AutoModel) in eval mode on the CPU."""
+    """A Hugging Face encoder (AutoTokenizer + AutoModel) in eval mode on `device`."""
 
-    def __init__(self, config: EncoderConfig = EncoderConfig()) -> None:
+    def __init__(
+        self, config: EncoderConfig = EncoderConfig(), *, device: torch.device | str = "cpu"
+    ) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         self.config = config
+        self.device = torch.device(device)
         self.model_dir = _resolve_model_dir(config.model)
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-            self._model = AutoModel.from_pretrained(self.model_dir).to("cpu").eval()
+            self._model = AutoModel.from_pretrained(self.model_dir).to(self.device).eval()
         except (OSError, ValueError, KeyError) as error:
             raise ConfigError(
                 f"encoder {config.model!r}: cannot load a tokenizer and model from "
@@ -136,15 +146,42 @@ class SentenceEncoder:
     def encode(
         self, texts: Sequence[str], *, progress: bool = True, desc: str = "encode"
     ) -> np.ndarray:
-        """Embed `texts` → float32 (n, d), rows L2-normalised, in input order.
+        """Embed `texts` → float32 (n, d), rows L2-normalised, in input order."""
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        start = 0
+        for block in self.encode_blocks(texts, progress=progress, desc=desc):
+            out[start : start + len(block)] = block
+            start += len(block)
+        return out
 
-        Batches are formed over texts sorted by token count (longest first), each padded only to
-        its own longest text, so little compute is spent on padding.
+    def encode_blocks(
+        self,
+        texts: Sequence[str],
+        *,
+        progress: bool = True,
+        desc: str = "encode",
+        block_size: int = BLOCK_SIZE,
+    ) -> Iterator[np.ndarray]:
+        """Embed `texts` block by block: float32 (≤ block_size, d) arrays, L2-normalised rows,
+        that concatenate to the embeddings of `texts` in input order.
+
+        Only one block's tokens and embeddings are held at a time, so memory stays bounded
+        whatever the number of texts. Within a block, batches are formed over texts sorted by
+        token count (longest first), each padded only to its own longest text.
         """
-        texts = list(texts)
-        for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"texts[{index}] is {type(text).__name__}, expected str")
+        if block_size < 1:
+            raise ValueError(f"block_size must be ≥ 1, got {block_size}")
+        with tqdm(total=len(texts), desc=desc, unit="sent", disable=not progress) as bar:
+            for start in range(0, len(texts), block_size):
+                block = texts[start : start + block_size]
+                for offset, text in enumerate(block):
+                    if not isinstance(text, str):
+                        raise TypeError(
+                            f"texts[{start + offset}] is {type(text).__name__}, expected str"
+                        )
+                yield self._encode_block(list(block), bar)
+
+    def _encode_block(self, texts: list[str], bar: Any) -> np.ndarray:
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         if not texts:
             return out
@@ -155,27 +192,25 @@ class SentenceEncoder:
         lengths = np.fromiter((len(ids) for ids in tokens["input_ids"]), np.int64, len(texts))
         order = np.argsort(-lengths, kind="stable")
         size = self.config.batch_size
-        with (
-            torch.inference_mode(),
-            tqdm(total=len(texts), desc=desc, unit="sent", disable=not progress) as bar,
-        ):
+        with torch.inference_mode():
             for start in range(0, len(texts), size):
                 rows = order[start : start + size]
                 width = int(lengths[rows[0]])  # longest of the batch: rows are sorted
                 batch = {key: self._pad(tokens[key], rows, width, key) for key in keys}
                 hidden = self._model(**batch).last_hidden_state  # (b, width, d)
                 pooled = self._pool(hidden, batch["attention_mask"])
-                out[rows] = torch.nn.functional.normalize(pooled, p=2.0, dim=1).numpy()
+                normalized = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+                out[rows] = normalized.to("cpu", torch.float32).numpy()
                 bar.update(len(rows))
         return out
 
     def _pad(self, values: list[list[int]], rows: np.ndarray, width: int, key: str) -> torch.Tensor:
-        """Right-pad the selected token rows to `width` → int64 (b, width)."""
+        """Right-pad the selected token rows to `width` → int64 (b, width) on the device."""
         padded = np.full((len(rows), width), self._pad_ids[key], dtype=np.int64)
         for slot, row in enumerate(rows):
             ids = values[row]
             padded[slot, : len(ids)] = ids
-        return torch.from_numpy(padded)
+        return torch.from_numpy(padded).to(self.device)
 
     def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(b, t, d) token states → (b, d) sentence vectors."""
@@ -192,20 +227,25 @@ def encode_cached(
     cache_dir: Path,
     progress: bool = True,
     encoder: SentenceEncoder | None = None,
+    device: torch.device | str = "cpu",
 ) -> EncodedTexts:
-    """Embed `texts` (float32 (n, d), L2-normalised rows), reusing `cache_dir/embeddings/` entries.
+    """Embed `texts` (float32 (n, d), L2-normalised rows) into a `cache_dir/embeddings/` entry,
+    reusing the entry when it exists.
 
-    A hit reads the entry and never loads the model. A missing, corrupt or mismatched entry is
-    recomputed and rewritten atomically. `encoder`, if given, must have been built from `config`.
+    A hit checks the entry and never loads the model. A missing, corrupt or mismatched entry is
+    recomputed and rewritten atomically, streamed block by block, so neither path holds all n
+    embeddings in memory (read them with `.embeddings`). `encoder`, if given, must have been
+    built from `config` on `device`. Entries computed on a GPU are kept apart from CPU ones
+    (their floats differ in the last bits), so a CPU run never reads GPU embeddings.
     """
-    if encoder is not None and encoder.config != config:
+    device = torch.device(device)
+    if encoder is not None and (encoder.config != config or encoder.device != device):
         raise ConfigError(
-            f"encode_cached got an encoder built with {encoder.config} but config={config}; "
-            "pass the same EncoderConfig to both"
+            f"encode_cached got an encoder built with {encoder.config} on {encoder.device} but "
+            f"config={config} on {device}; pass the same EncoderConfig and device to both"
         )
-    texts = list(texts)
     model_hash = encoder.model_hash if encoder is not None else encoder_hash(config)
-    key = _cache_key(model_hash=model_hash, texts=texts, config=config)
+    key = _cache_key(model_hash=model_hash, texts=texts, config=config, device=device)
     folder = Path(cache_dir) / "embeddings"
     path = folder / f"{key}.npy"
     metadata = {
@@ -217,15 +257,13 @@ def encode_cached(
         "max_length": config.max_length,
         "pooling": config.pooling,
     }
-    cached = _read_entry(folder, key, metadata)
-    if cached is not None:
-        return EncodedTexts(cached, cache_hit=True, cache_key=key, model_hash=model_hash, path=path)
-    encoder = encoder or SentenceEncoder(config)
-    embeddings = encoder.encode(texts, progress=progress)
-    _write_entry(folder, key, embeddings, {**metadata, "dim": int(embeddings.shape[1])})
-    return EncodedTexts(
-        embeddings, cache_hit=False, cache_key=key, model_hash=model_hash, path=path
-    )
+    if _entry_is_valid(folder, key, metadata):
+        return EncodedTexts(cache_hit=True, cache_key=key, model_hash=model_hash, path=path)
+    encoder = encoder or SentenceEncoder(config, device=device)
+    dim = encoder.dimension
+    blocks = encoder.encode_blocks(texts, progress=progress)
+    _write_entry(folder, key, blocks, (len(texts), dim), {**metadata, "dim": dim})
+    return EncodedTexts(cache_hit=False, cache_key=key, model_hash=model_hash, path=path)
 
 
 def encoder_hash(config: EncoderConfig) -> str:
@@ -233,9 +271,13 @@ def encoder_hash(config: EncoderConfig) -> str:
     return _weights_hash(_resolve_model_dir(config.model))
 
 
-def embedding_cache_key(texts: Sequence[str], *, config: EncoderConfig) -> str:
+def embedding_cache_key(
+    texts: Sequence[str], *, config: EncoderConfig, device: torch.device | str = "cpu"
+) -> str:
     """The cache key `encode_cached` files the embeddings of `texts` under (nothing is encoded)."""
-    return _cache_key(model_hash=encoder_hash(config), texts=list(texts), config=config)
+    return _cache_key(
+        model_hash=encoder_hash(config), texts=texts, config=config, device=torch.device(device)
+    )
 
 
 def read_embeddings(path: Path) -> np.ndarray:
@@ -249,38 +291,88 @@ def read_embeddings(path: Path) -> np.ndarray:
     return array
 
 
-def _cache_key(*, model_hash: str, texts: Sequence[str], config: EncoderConfig) -> str:
-    recipe = {
+def _cache_key(
+    *, model_hash: str, texts: Sequence[str], config: EncoderConfig, device: torch.device
+) -> str:
+    recipe: dict[str, Any] = {
         "format": _CACHE_FORMAT,
         "model_hash": model_hash,
         "texts": fingerprint_strings(texts),
         "max_length": config.max_length,
         "pooling": config.pooling,
     }
+    if device.type != "cpu":  # CPU keys stay as they were before devices existed
+        recipe["device"] = device.type
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def _read_entry(folder: Path, key: str, expected: dict[str, Any]) -> np.ndarray | None:
-    """The cached (n, d) array if the entry exists and agrees with `expected`, else None."""
+def _entry_is_valid(folder: Path, key: str, expected: dict[str, Any]) -> bool:
+    """Whether the entry exists and agrees with `expected`: its metadata, the array's header
+    (float32, (n, dim)), its full length, and finite values (read in blocks, never whole)."""
     try:
         metadata = json.loads((folder / f"{key}.json").read_text(encoding="utf-8"))
-        array = np.load(folder / f"{key}.npy", allow_pickle=False)
+        if not isinstance(metadata, dict) or any(
+            metadata.get(name) != value for name, value in expected.items()
+        ):
+            return False
+        with (folder / f"{key}.npy").open("rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            shape, fortran_order, dtype = (
+                np.lib.format.read_array_header_1_0(handle)
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0(handle)
+            )
+            if (
+                fortran_order
+                or dtype != np.float32
+                or shape != (expected["n"], metadata.get("dim"))
+            ):
+                return False
+            return _finite_rows(handle, int(np.prod(shape)))
     except (OSError, ValueError, EOFError):  # missing, truncated or garbled: recompute
-        return None
-    agrees = (
-        isinstance(metadata, dict)
-        and all(metadata.get(name) == value for name, value in expected.items())
-        and array.dtype == np.float32
-        and array.shape == (expected["n"], metadata.get("dim"))
-        and bool(np.isfinite(array).all())
-    )
-    return array if agrees else None
+        return False
 
 
-def _write_entry(folder: Path, key: str, embeddings: np.ndarray, metadata: dict[str, Any]) -> None:
-    # Array first, metadata last: an entry only counts once both exist and agree.
+def _finite_rows(handle: BinaryIO, count: int, *, block_values: int = 1 << 22) -> bool:
+    """Whether the next `count` float32 values of `handle` are all there and finite."""
+    remaining = count
+    while remaining:
+        take = min(remaining, block_values)
+        raw = handle.read(4 * take)
+        if len(raw) != 4 * take:
+            return False
+        if not np.isfinite(np.frombuffer(raw, dtype="<f4")).all():
+            return False
+        remaining -= take
+    return handle.read(1) == b""  # nothing after the array either
+
+
+def _write_entry(
+    folder: Path,
+    key: str,
+    blocks: Iterable[np.ndarray],
+    shape: tuple[int, int],
+    metadata: dict[str, Any],
+) -> None:
+    """Stream `blocks` (float32 (b, d) each, concatenating to `shape`) into the entry's .npy.
+
+    Array first, metadata last: an entry only counts once both exist and agree.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / f"{key}.npy", lambda handle: np.save(handle, embeddings))
+
+    def write_array(handle: BinaryIO) -> None:
+        header = {"descr": "<f4", "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(handle, header)
+        rows = 0
+        for block in blocks:
+            if block.ndim != 2 or block.shape[1] != shape[1]:
+                raise ValueError(f"an embedding block has shape {block.shape}, not (b, {shape[1]})")
+            handle.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
+            rows += len(block)
+        if rows != shape[0]:
+            raise ValueError(f"the encoder gave {rows} embeddings for {shape[0]} texts")
+
+    _atomic_write(folder / f"{key}.npy", write_array)
     text = json.dumps(metadata, indent=2, sort_keys=True).encode("utf-8")
     _atomic_write(folder / f"{key}.json", lambda handle: handle.write(text))
 

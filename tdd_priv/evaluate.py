@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from tdd_priv.heads import DEFAULT_TRAINING, HeadTraining, LabeledArrays, predict, train_head
@@ -116,8 +117,11 @@ def evaluate(
     training: HeadTraining = DEFAULT_TRAINING,
     label: str = "evaluate",
     progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> Utility:
-    """Train `seeds` fresh models per head on `training_set(model_seed)`; score each on `test`."""
+    """Train `seeds` fresh models per head on `training_set(model_seed)`; score each on `test`.
+
+    The heads train on `device` (see tdd_priv.device: CUDA results are not bit-identical)."""
     test_labels = test.labels
     jobs = [(head, i) for head in heads for i in range(seeds)]
     accuracies: dict[str, list[float]] = {head: [] for head in heads}
@@ -130,7 +134,7 @@ def evaluate(
         if len(data.x) == 0:  # a head trained on nothing would score its random start
             reasons[head] = "no training examples: the set is empty"
             continue
-        model = train_head(head, data, seed=model_seed, training=training)
+        model = train_head(head, data, seed=model_seed, training=training, device=device)
         accuracies[head].append(float(np.mean(predict(model, test.x) == test_labels)))
     return Utility(
         tuple(

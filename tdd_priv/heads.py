@@ -23,6 +23,7 @@ __all__ = [
     "HeadTraining",
     "LabeledArrays",
     "build_head",
+    "model_device",
     "predict",
     "train_head",
 ]
@@ -57,8 +58,9 @@ class LabeledArrays:
 
 
 def _linear(n_in: int, n_out: int, generator: torch.Generator) -> nn.Linear:
-    # torch's default Linear init, but drawn from our generator instead of the global RNG.
-    layer = nn.Linear(n_in, n_out)
+    # torch's default Linear init, but drawn from our generator instead of the global RNG, on
+    # the generator's device.
+    layer = nn.Linear(n_in, n_out, device=generator.device)
     nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
     bound = 1.0 / math.sqrt(n_in)
     nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
@@ -82,7 +84,7 @@ HEADS: dict[str, Callable[[int, int, torch.Generator], nn.Module]] = {
 
 
 def build_head(name: str, *, dim: int, classes: int, generator: torch.Generator) -> nn.Module:
-    """A freshly initialised head from the registry."""
+    """A freshly initialised head from the registry, on the generator's device."""
     if name not in HEADS:
         raise ValueError(f"unknown head {name!r}; valid heads: {', '.join(sorted(HEADS))}")
     return HEADS[name](dim, classes, generator)
@@ -107,11 +109,13 @@ def train_head(
     *,
     seed: int,
     training: HeadTraining = DEFAULT_TRAINING,
+    device: torch.device | str = "cpu",
 ) -> nn.Module:
-    """Train a fresh head on `data` (full batch when it fits, else sampled minibatches)."""
-    generator = torch_generator(seed, "head", name)
-    x = torch.from_numpy(np.ascontiguousarray(data.x, dtype=np.float32))
-    targets = torch.from_numpy(np.ascontiguousarray(data.targets, dtype=np.float32))
+    """Train a fresh head on `data` (full batch when it fits, else sampled minibatches) on
+    `device`; the model stays there."""
+    generator = torch_generator(seed, "head", name, device=device)
+    x = torch.from_numpy(np.ascontiguousarray(data.x, dtype=np.float32)).to(device)
+    targets = torch.from_numpy(np.ascontiguousarray(data.targets, dtype=np.float32)).to(device)
     model = build_head(name, dim=x.shape[1], classes=targets.shape[1], generator=generator)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay
@@ -122,7 +126,9 @@ def train_head(
         if full_batch:
             batch_x, batch_t = x, targets
         else:
-            index = torch.randint(len(x), (training.batch_size,), generator=generator)
+            index = torch.randint(
+                len(x), (training.batch_size,), generator=generator, device=generator.device
+            )
             batch_x, batch_t = x[index], targets[index]
         optimizer.zero_grad(set_to_none=True)
         F.cross_entropy(model(batch_x), batch_t).backward()
@@ -133,7 +139,16 @@ def train_head(
 
 @torch.inference_mode()
 def predict(model: nn.Module, x: np.ndarray, *, batch_size: int = 8192) -> np.ndarray:
-    """(n,) int64 predicted classes."""
+    """(n,) int64 predicted classes, computed on the model's device."""
+    device = model_device(model)
     tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    chunks = [model(tensor[i : i + batch_size]).argmax(dim=1) for i in range(0, len(x), batch_size)]
+    chunks = [
+        model(tensor[i : i + batch_size].to(device)).argmax(dim=1).cpu()
+        for i in range(0, len(x), batch_size)
+    ]
     return torch.cat(chunks).numpy().astype(np.int64) if chunks else np.zeros(0, np.int64)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device a model's parameters are on (the CPU for a model without any)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,6 +53,7 @@ from tdd_priv.data.canaries import insert_canaries
 from tdd_priv.data.overlap import find_overlaps
 from tdd_priv.data.release import AuditedRelease
 from tdd_priv.detox import Candidates, screen
+from tdd_priv.device import resolve_device
 from tdd_priv.encode import embedding_cache_key, encode_cached, read_embeddings
 from tdd_priv.errors import ConfigError
 from tdd_priv.evaluate import LabeledTexts, Utility
@@ -90,6 +92,7 @@ from tdd_priv.rundir import (
 from tdd_priv.seeding import derive_seed
 from tdd_priv.signing import check_signing_key
 from tdd_priv.state import keyed_digest
+from tdd_priv.threads import workload_for_rows, workload_threads
 
 __all__ = [
     "AuditResults",
@@ -131,13 +134,18 @@ class LoadedInputs:
     external_pool: PublicTexts | None
     pool_check: PoolCheck | None = None
 
-    @property
-    def texts(self) -> list[str]:
-        return list(self.labeled.dataset["text"])
+    # Read from the dataset once per instance and shared by every step that asks (a column of a
+    # million texts takes seconds and hundreds of MB to copy); immutable, so no step can change
+    # what another sees. A `replace` (a new instance) reads its own dataset again.
+    @cached_property
+    def texts(self) -> tuple[str, ...]:
+        return tuple(self.labeled.dataset["text"])
 
-    @property
+    @cached_property
     def labels(self) -> np.ndarray:
-        return np.asarray(self.labeled.dataset["label"], dtype=np.int64)
+        labels = np.asarray(self.labeled.dataset["label"], dtype=np.int64)
+        labels.flags.writeable = False
+        return labels
 
 
 @dataclass(frozen=True)
@@ -244,18 +252,26 @@ def pool_step(loaded: LoadedInputs, splits: Splits) -> tuple[LoadedInputs, Split
 
 
 def encode_step(loaded: LoadedInputs, config: RunConfig) -> EmbeddingFiles:
-    """Embed every labeled row (and the external pool) into the on-disk encoder cache."""
-    rows = encode_cached(
-        loaded.texts, config=config.encoder, cache_dir=config.cache_dir, progress=config.progress
-    )
-    pool = None
-    if loaded.external_pool is not None:
-        pool = encode_cached(
-            loaded.external_pool.texts,
+    """Embed every labeled row (and the external pool) into the on-disk encoder cache, streamed
+    block by block (memory bounded whatever the number of rows), on the run's device."""
+    device = resolve_device(config)
+    with workload_threads("encoding", limit=config.threads):
+        rows = encode_cached(
+            loaded.texts,
             config=config.encoder,
             cache_dir=config.cache_dir,
             progress=config.progress,
+            device=device,
         )
+        pool = None
+        if loaded.external_pool is not None:
+            pool = encode_cached(
+                loaded.external_pool.texts,
+                config=config.encoder,
+                cache_dir=config.cache_dir,
+                progress=config.progress,
+                device=device,
+            )
     return EmbeddingFiles(rows.path, pool.path if pool is not None else None, rows.model_hash)
 
 
@@ -263,11 +279,16 @@ def encode_key(loaded: LoadedInputs, config: RunConfig) -> str:
     """What the encode step's result depends on: the texts, the encoder's weights and settings,
     and the cache folder its files live in (nothing is encoded to compute it)."""
     pool = loaded.external_pool
+    device = resolve_device(config)
     return _digest(
         {
             "step": "encode",
-            "rows": embedding_cache_key(loaded.texts, config=config.encoder),
-            "pool": embedding_cache_key(pool.texts, config=config.encoder) if pool else None,
+            "rows": embedding_cache_key(loaded.texts, config=config.encoder, device=device),
+            "pool": (
+                embedding_cache_key(pool.texts, config=config.encoder, device=device)
+                if pool
+                else None
+            ),
             "cache_dir": str(Path(config.cache_dir).resolve()),
         }
     )
@@ -294,6 +315,7 @@ def _member_input(
         num_classes=len(loaded.labeled.label_names),
         per_class=config.per_class,
         seed=derive_seed(config.seed, "distill"),
+        device=resolve_device(config),
     )
 
 
@@ -316,6 +338,15 @@ def _member_groups(loaded: LoadedInputs, splits: Splits) -> GroupBalance:
     return GroupBalance.from_columns(columns, splits.members)
 
 
+@contextmanager
+def _distill_threads(members: DistillInput, config: RunConfig) -> Iterator[None]:
+    """The thread policy of a distillation: by the rows it works over (members + pool)."""
+    pool = members.public_embeddings
+    rows = members.size + (len(pool) if pool is not None else 0)
+    with workload_threads(workload_for_rows(rows), limit=config.threads):
+        yield
+
+
 def uses_experts(config: RunConfig) -> bool:
     """Whether the method trains experts first (a step of its own, cacheable)."""
     return method_info(config.method).experts is not None
@@ -330,18 +361,19 @@ def experts_step(
     the records of what they spent; the distill step adds those to its ledger.
     """
     members = _distill_input(loaded, splits, encoded, config)
-    if config.privacy.enabled:
-        experts = train_experts_privately(
-            config.method,
-            members,
-            epsilon=config.privacy.epsilon,
-            delta=privacy_delta(config, members.size),
-            noise_seed=noise_seed(config),
-        )
-    else:
-        train = method_info(config.method).experts
-        assert train is not None, "experts_step runs only for methods that train experts"
-        experts = train(members)
+    with _distill_threads(members, config):
+        if config.privacy.enabled:
+            experts = train_experts_privately(
+                config.method,
+                members,
+                epsilon=config.privacy.epsilon,
+                delta=privacy_delta(config, members.size),
+                noise_seed=noise_seed(config),
+            )
+        else:
+            train = method_info(config.method).experts
+            assert train is not None, "experts_step runs only for methods that train experts"
+            experts = train(members)
     key = experts_key(loaded, splits, encoded, config)
     path = Path(config.cache_dir) / "experts" / f"{key}.safetensors"
     with replacing_temporary(path) as temporary:  # removed if the run is stopped mid-write
@@ -392,15 +424,16 @@ def distill_step(
     members = _distill_input(loaded, splits, encoded, config)
     if experts is not None:
         members = replace(members, experts=ExpertTrajectories.load(experts))
-    if not config.privacy.enabled:
-        return distill(config.method, members)
-    return distill_privately(
-        config.method,
-        members,
-        epsilon=config.privacy.epsilon,
-        delta=privacy_delta(config, members.size),
-        noise_seed=noise_seed(config),
-    )
+    with _distill_threads(members, config):
+        if not config.privacy.enabled:
+            return distill(config.method, members)
+        return distill_privately(
+            config.method,
+            members,
+            epsilon=config.privacy.epsilon,
+            delta=privacy_delta(config, members.size),
+            noise_seed=noise_seed(config),
+        )
 
 
 # A configured noise seed travels to the steps out of band when a run goes through an
@@ -510,7 +543,7 @@ def _public_pool(
     if loaded.external_pool is not None:
         texts = list(loaded.external_pool.texts)
     else:
-        every = loaded.texts  # copies the whole column once
+        every = loaded.texts
         texts = [every[i] for i in splits.public]
     return texts, _public_embeddings(splits, encoded)
 
@@ -537,8 +570,13 @@ def realize_step(
         private_embeddings=encoded.rows[splits.members] if private else None,
         private_labels=loaded.labels[splits.members] if private else None,
     )
-    settings = RealizeSettings(seed=derive_seed(config.seed, "realize"), progress=config.progress)
-    return realize(realization_strategy(config), synthetic, pool, settings)
+    settings = RealizeSettings(
+        seed=derive_seed(config.seed, "realize"),
+        progress=config.progress,
+        device=resolve_device(config),
+    )
+    with workload_threads(workload_for_rows(len(public_texts)), limit=config.threads):
+        return realize(realization_strategy(config), synthetic, pool, settings)
 
 
 # --- detox (issue 6) ------------------------------------------------------------------------------
@@ -561,10 +599,10 @@ def detox_step(
         texts, embeddings = _public_pool(loaded, splits, encoded)
         candidates = Candidates(texts, embeddings, public_rows=loaded.external_pool is not None)
     else:
-        dataset, texts = loaded.labeled.dataset, loaded.texts  # each read copies a whole column
+        dataset, every = loaded.labeled.dataset, loaded.texts
         columns = {column: list(dataset[column]) for column in loaded.labeled.group_columns}
         candidates = Candidates(
-            [texts[i] for i in splits.members],
+            [every[i] for i in splits.members],
             encoded.rows[splits.members],
             groups={
                 column: [str(values[i]) for i in splits.members]
@@ -599,13 +637,28 @@ def evaluate_step(
     realized: RealizedSet,
     config: RunConfig,
 ) -> Evaluation:
-    """Heads trained on the synthetic set, the realized texts and the baselines, tested alike."""
+    """Heads trained on the synthetic set, the realized texts and the baselines, tested alike.
+
+    Dozens of small models: single-threaded (tdd_priv.threads), heads on the run's device."""
+    with workload_threads("small-models", limit=config.threads):
+        return _evaluate(loaded, splits, encoded, synthetic, realized, config)
+
+
+def _evaluate(
+    loaded: LoadedInputs,
+    splits: Splits,
+    encoded: EncodedInputs,
+    synthetic: SyntheticSet,
+    realized: RealizedSet,
+    config: RunConfig,
+) -> Evaluation:
     labels, texts = loaded.labels, loaded.texts
+    device = resolve_device(config)
     classes = len(loaded.labeled.label_names)
     test = LabeledArrays.from_labels(encoded.rows[splits.test], labels[splits.test], classes)
     test_texts = LabeledTexts([texts[i] for i in splits.test], labels[splits.test])
     members = _member_input(loaded, splits, encoded, config)
-    arrays = _member_arrays(loaded, splits, encoded)
+    arrays = members.exact()  # the same member rows, not a second copy (1 GB per 700k rows)
     member_set = LabeledArrays.from_labels(arrays.embeddings, arrays.labels, classes)
     member_texts = [texts[i] for i in splits.members]
     synthetic_vectors = synthetic.training_arrays(classes)
@@ -630,6 +683,7 @@ def evaluate_step(
             seed=seed,
             label=name,
             progress=config.progress,
+            device=device,
         )
         for name, candidate in candidates.items()
     }
@@ -645,6 +699,7 @@ def evaluate_step(
             epsilon=config.privacy.epsilon,
             delta=privacy_delta(config, len(member_set.x)),
             progress=config.progress,
+            device=device,
         )
     return Evaluation(utilities)
 
@@ -779,7 +834,9 @@ def audit_context(
     training = HeadTraining(steps=config.evaluation.steps)
 
     def fit_predict(x: np.ndarray, targets: np.ndarray, eval_x: np.ndarray, seed: int) -> Any:
-        return fit_predict_proba(x, targets, eval_x, seed, training=training)
+        # The auditors' models (one per shadow and attack) are small: single-threaded.
+        with workload_threads("small-models", limit=config.threads):
+            return fit_predict_proba(x, targets, eval_x, seed, training=training)
 
     return AuditContext(
         level="full" if full else "basic",
@@ -935,6 +992,7 @@ def check_config(config: RunConfig) -> None:
             "`tdd-priv audit`; a distillation run holds out data.audit_fraction of the train "
             "split instead. Drop the setting."
         )
+    resolve_device(config)  # --device cuda without CUDA fails before anything runs
     info = method_info(config.method)
     strategy = realization_strategy(config)
     if strategy not in REALIZERS:

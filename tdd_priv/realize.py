@@ -52,6 +52,7 @@ class RealizeSettings:
     candidates_per_vector: int = 64  # nearest public texts per synthetic vector considered
     kernel: str = "nngp"  # measured best for linear and MLP heads on AG News (bench/distill.py)
     spares_per_text: int = 64  # ranked replacements kept per released text (for the detox step)
+    device: torch.device | str = "cpu"  # where the kernel selection and teacher heads run
 
 
 @dataclass(frozen=True)
@@ -224,10 +225,11 @@ def public_match(
     else:
         reference_x = synthetic.embeddings
         reference_y = synthetic.training_arrays(classes).targets
+    device = settings.device
     selection = greedy_kernel_selection(
-        torch.from_numpy(np.ascontiguousarray(reference_x, dtype=np.float32)),
-        torch.from_numpy(np.ascontiguousarray(reference_y, dtype=np.float32)),
-        torch.from_numpy(pool.public_embeddings[candidates]),
+        torch.from_numpy(np.ascontiguousarray(reference_x, dtype=np.float32)).to(device),
+        torch.from_numpy(np.ascontiguousarray(reference_y, dtype=np.float32)).to(device),
+        torch.from_numpy(pool.public_embeddings[candidates]).to(device),
         per_class=int(np.bincount(synthetic.labels).max()),
         num_classes=classes,
         kernel=settings.kernel,
@@ -262,9 +264,13 @@ def public_teacher(
         return _public_rows_set(synthetic, pool, exact, settings, strategy="public-teacher")
     classes = int(synthetic.labels.max()) + 1
     head = train_head(
-        "linear", synthetic.training_arrays(classes), seed=derive_seed(settings.seed, "realize")
+        "linear",
+        synthetic.training_arrays(classes),
+        seed=derive_seed(settings.seed, "realize"),
+        device=settings.device,
     )
     pool_x = torch.from_numpy(np.ascontiguousarray(pool.public_embeddings, dtype=np.float32))
+    pool_x = pool_x.to(settings.device)
     with torch.no_grad():
         logits = torch.cat([head(part) for part in pool_x.split(8192)])
     chosen = select_for_teacher(

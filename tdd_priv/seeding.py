@@ -23,5 +23,10 @@ def numpy_rng(seed: int, *stream: str | int) -> np.random.Generator:
     return np.random.default_rng(derive_seed(seed, *stream))
 
 
-def torch_generator(seed: int, *stream: str | int) -> torch.Generator:
-    return torch.Generator().manual_seed(derive_seed(seed, *stream))
+def torch_generator(
+    seed: int, *stream: str | int, device: torch.device | str = "cpu"
+) -> torch.Generator:
+    """A generator for the named stream of `seed`, on `device` (it must be the device of the
+    tensors it draws). The stream's seed is the same on every device; the draws are not (CPU
+    and CUDA generators are different algorithms), see tdd_priv.device."""
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, *stream))

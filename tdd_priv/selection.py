@@ -44,7 +44,7 @@ def greedy_kernel_selection(
     """Choose `per_class` candidates per class minimising the ridge loss on (real_x, real_y).
 
     real_x: (n, d) reference embeddings, real_y: (n, C) reference targets (one-hot or soft);
-    candidates: (N, d) public embeddings.
+    candidates: (N, d) public embeddings. All three on one device, where the selection runs.
     """
     if len(candidates) < per_class * num_classes:
         raise ValueError(
@@ -58,9 +58,10 @@ def greedy_kernel_selection(
     k_cc_diag = torch.cat([k(part, part).diagonal() for part in cand.split(1024)])
     # λ scales with the kernel's typical diagonal, as in KIP's krr_predict.
     ridge = regularization * k_cc_diag.mean()
-    eye = torch.eye(num_classes, dtype=torch.float64)
-    remaining = torch.full((num_classes,), per_class)
-    used = torch.zeros(len(cand), dtype=torch.bool)
+    device = cand.device
+    eye = torch.eye(num_classes, dtype=torch.float64, device=device)
+    remaining = torch.full((num_classes,), per_class, device=device)
+    used = torch.zeros(len(cand), dtype=torch.bool, device=device)
     rows: list[int] = []
     labels: list[int] = []
     losses: list[float] = []
@@ -69,10 +70,10 @@ def greedy_kernel_selection(
         range(per_class * num_classes), desc="public-match", disable=not progress, leave=False
     ):
         if rows:
-            chosen = torch.tensor(rows)
+            chosen = torch.tensor(rows, device=device)
             k_sc = k(cand[chosen], cand)  # (m, N)
-            a = k_sc[:, chosen] + ridge * torch.eye(len(rows), dtype=torch.float64)
-            y_s = eye[torch.tensor(labels)]
+            a = k_sc[:, chosen] + ridge * torch.eye(len(rows), dtype=torch.float64, device=device)
+            y_s = eye[torch.tensor(labels, device=device)]
             alpha = torch.linalg.solve(a, y_s)  # (m, C)
             a_inv_k = torch.linalg.solve(a, k_sc)  # (m, N)
             u = k_xc - k_xc[:, chosen] @ a_inv_k  # (n, N)
@@ -81,7 +82,9 @@ def greedy_kernel_selection(
         else:
             u = k_xc
             schur = k_cc_diag + ridge
-            predicted_for_candidates = torch.zeros(num_classes, len(cand), dtype=torch.float64)
+            predicted_for_candidates = torch.zeros(
+                num_classes, len(cand), dtype=torch.float64, device=device
+            )
         e_u = residual.T @ u  # (C, N)
         u_norm = u.square().sum(dim=0)  # (N,)
         # g for label c: (e_c − predicted) / s, shape (C_label, C, N)
@@ -97,4 +100,6 @@ def greedy_kernel_selection(
         remaining[label] -= 1
         residual = residual - u[:, row : row + 1] * g[label, :, row][None]
         losses.append(float(residual.square().sum(dim=1).mean()))
-    return Selection(torch.tensor(rows), torch.tensor(labels), tuple(losses))
+    return Selection(
+        torch.tensor(rows, device="cpu"), torch.tensor(labels, device="cpu"), tuple(losses)
+    )

@@ -66,6 +66,11 @@ class PrivateAccess(Protocol):
     def dim(self) -> int: ...
 
     @property
+    def device(self) -> torch.device:
+        """Where the answers live; a method's own tensors and generators must be there too."""
+        ...
+
+    @property
     def size(self) -> int:
         """n, the number of private records (public under the accounting)."""
         ...
@@ -158,7 +163,7 @@ def cell_ids(labels: torch.Tensor, groups: np.ndarray | None, num_groups: int) -
         if num_groups != 1:
             raise ValueError(f"num_groups = {num_groups} needs the group of every row")
         return labels.clone()
-    ids = torch.from_numpy(np.ascontiguousarray(groups, dtype=np.int64))
+    ids = torch.from_numpy(np.ascontiguousarray(groups, dtype=np.int64)).to(labels.device)
     if ids.shape != labels.shape:
         raise ValueError(f"groups must have shape {tuple(labels.shape)}, got {tuple(ids.shape)}")
     if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= num_groups):
@@ -170,7 +175,12 @@ def _subset(rows: torch.Tensor, batch_size: int | None, generator: torch.Generat
     """All of `rows` (ascending) or, when there are more, a random `batch_size` of them."""
     if batch_size is None or batch_size >= len(rows):
         return rows
-    return rows[torch.randperm(len(rows), generator=generator)[:batch_size]]
+    return rows[_permutation(len(rows), generator)[:batch_size]]
+
+
+def _permutation(n: int, generator: torch.Generator) -> torch.Tensor:
+    """A random permutation of range(n), drawn on (and living on) the generator's device."""
+    return torch.randperm(n, generator=generator, device=generator.device)
 
 
 def _mean(values: torch.Tensor) -> torch.Tensor:
@@ -186,7 +196,8 @@ class ExactAccess:
     """Non-private gateway: exact means, gradients and trajectories over the real data.
 
     embeddings: (n, d) float32; labels: (n,) int64 in [0, num_classes); groups: (n,) int64 in
-    [0, num_groups), each row's group for group-balanced matching (None: one group).
+    [0, num_groups), each row's group for group-balanced matching (None: one group). They are
+    copied to `device`, where every answer is computed.
     """
 
     def __init__(
@@ -197,9 +208,12 @@ class ExactAccess:
         *,
         groups: np.ndarray | None = None,
         num_groups: int = 1,
+        device: torch.device | str = "cpu",
     ) -> None:
-        self._x = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
-        self._y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
+        self._device = torch.device(device)
+        x = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
+        self._x = x.to(self._device)
+        self._y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)).to(self._device)
         self._num_classes = num_classes
         self._rows = {c: torch.nonzero(self._y == c).flatten() for c in range(num_classes)}
         self._num_groups = num_groups
@@ -220,10 +234,18 @@ class ExactAccess:
     def dim(self) -> int:
         return int(self._x.shape[1])
 
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
     def _batch(
         self, label: int | None, batch_size: int | None, generator: torch.Generator
     ) -> torch.Tensor:
-        rows = self._rows[label] if label is not None else torch.arange(len(self._y))
+        rows = (
+            self._rows[label]
+            if label is not None
+            else torch.arange(len(self._y), device=self._device)
+        )
         return _subset(rows, batch_size, generator)
 
     def class_batch_means(
@@ -271,7 +293,9 @@ class ExactAccess:
         return self._num_groups
 
     def cell_sizes(self) -> torch.Tensor:
-        sizes = torch.tensor([len(rows) for rows in self._cell_rows], dtype=torch.float64)
+        sizes = torch.tensor(
+            [len(rows) for rows in self._cell_rows], dtype=torch.float64, device=self._device
+        )
         return sizes.view(self._num_classes, self._num_groups)
 
     def _cell_table(self, means: list[torch.Tensor]) -> torch.Tensor:
@@ -328,7 +352,7 @@ class ExactAccess:
         optimizer = torch.optim.SGD(model.parameters(), lr=training.learning_rate)
         trajectory = [_flat(model)]
         for _ in range(training.epochs):
-            order = torch.randperm(len(self._y), generator=generator)
+            order = _permutation(len(self._y), generator)
             for start in range(0, len(order), training.batch_size):
                 rows = order[start : start + training.batch_size]
                 optimizer.zero_grad(set_to_none=True)
@@ -342,13 +366,13 @@ class ExactAccess:
     ) -> torch.Tensor:
         if not across_groups:
             rows = self._rows[label]
-            return self._x[rows[torch.randperm(len(rows), generator=generator)[:count]]].clone()
+            return self._x[rows[_permutation(len(rows), generator)[:count]]].clone()
         # Round robin over the class's non-empty cells, largest first (so a remainder goes to
         # the larger groups), each in a random order: every group gets count/G while it lasts.
         g = self._num_groups
         cells = [self._cell_rows[label * g + group] for group in range(g)]
         cells = sorted((rows for rows in cells if len(rows)), key=len, reverse=True)
-        shuffled = [rows[torch.randperm(len(rows), generator=generator)] for rows in cells]
+        shuffled = [rows[_permutation(len(rows), generator)] for rows in cells]
         picks = [
             rows[i]
             for i in range(max(map(len, cells), default=0))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import torch
 
 from tdd_priv.errors import ConfigError
 from tdd_priv.heads import LabeledArrays
@@ -53,6 +54,9 @@ class DistillInput:
     # (N, d) embeddings of the public pool (public: reading it costs no privacy), for methods
     # that select public texts themselves (dpsgd-teacher); None when not given.
     public_embeddings: np.ndarray | None = None
+    # Where the method's tensors and generators live (tdd_priv.device); results come back as
+    # numpy arrays on the CPU whatever the device.
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def size(self) -> int:
@@ -93,13 +97,14 @@ class DistillInput:
             return self.gateway
         data = self.exact()
         if self.balance is None:
-            return ExactAccess(data.embeddings, data.labels, self.num_classes)
+            return ExactAccess(data.embeddings, data.labels, self.num_classes, device=self.device)
         return ExactAccess(
             data.embeddings,
             data.labels,
             self.num_classes,
             groups=self.balance.ids,
             num_groups=len(self.balance.names),
+            device=self.device,
         )
 
     def class_rows(self, label: int) -> np.ndarray:

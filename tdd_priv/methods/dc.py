@@ -79,8 +79,8 @@ def gradient_distance(
     per_node: bool = True,
 ) -> torch.Tensor:
     """Σ over output nodes of every layer (or over layers, `per_node=False`) of (1 − cosine)
-    between real and synthetic gradients."""
-    total = torch.zeros(())
+    between real and synthetic gradients (a scalar on their device)."""
+    total: torch.Tensor | None = None
     for name, g_real in real.items():
         g_syn = synthetic[name]
         rows_real = (
@@ -89,18 +89,16 @@ def gradient_distance(
             else g_real.reshape(1, -1)
         )
         rows_syn = g_syn.reshape(rows_real.shape)
-        total = (
-            total
-            + (
-                1 - torch.nn.functional.cosine_similarity(rows_real, rows_syn, dim=1, eps=1e-8)
-            ).sum()
-        )
-    return total
+        term = (
+            1 - torch.nn.functional.cosine_similarity(rows_real, rows_syn, dim=1, eps=1e-8)
+        ).sum()
+        total = term if total is None else total + term
+    return total if total is not None else torch.zeros(())
 
 
 def gradient_matching(inputs: DistillInput) -> SyntheticSet:
     config = parse_options(DCConfig, inputs.options, method="dc")
-    generator = torch_generator(inputs.seed, "dc")
+    generator = torch_generator(inputs.seed, "dc", device=inputs.device)
     access = inputs.access()
     classes = access.num_classes
     cells = cell_weights(access, inputs.balance)
@@ -124,7 +122,7 @@ def gradient_matching(inputs: DistillInput) -> SyntheticSet:
                 build_net(access.dim, classes, hidden=config.hidden, generator=generator)
             )
         targets = learned.targets(classes)
-        loss = torch.zeros(())
+        loss = learned.x.new_zeros(())
         if cells is None:
             released = access.class_mean_gradients(
                 loss_of, params, batch_size=batch_size, generator=generator

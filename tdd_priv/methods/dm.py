@@ -52,8 +52,10 @@ class DMConfig:
 def random_embedder(
     dim: int, *, hidden: int, features: int, generator: torch.Generator
 ) -> nn.Module:
-    """A freshly initialised MLP (d -> hidden -> features) with a ReLU, drawn from `generator`."""
-    layers = (nn.Linear(dim, hidden), nn.Linear(hidden, features))
+    """A freshly initialised MLP (d -> hidden -> features) with a ReLU, drawn from `generator`,
+    on its device."""
+    device = generator.device
+    layers = (nn.Linear(dim, hidden, device=device), nn.Linear(hidden, features, device=device))
     for layer in layers:
         nn.init.normal_(layer.weight, std=(1.0 / layer.in_features) ** 0.5, generator=generator)
         nn.init.normal_(layer.bias, std=0.1, generator=generator)
@@ -109,7 +111,7 @@ def dm_privacy_plan(
 
 def distribution_matching(inputs: DistillInput) -> SyntheticSet:
     config = parse_options(DMConfig, inputs.options, method="dm")
-    generator = torch_generator(inputs.seed, "dm")
+    generator = torch_generator(inputs.seed, "dm", device=inputs.device)
     access = inputs.access()
     classes = access.num_classes
     cells = cell_weights(access, inputs.balance)
@@ -155,7 +157,7 @@ def distribution_matching(inputs: DistillInput) -> SyntheticSet:
     history: list[float] = []
     for _, bar in training_steps(config.iterations, desc="dm", progress=inputs.progress):
         statistic, real = step_targets()
-        loss = torch.zeros(())
+        loss = learned.x.new_zeros(())
         for c in range(classes):
             loss = loss + (statistic(learned.of_class(c)).mean(dim=0) - real[c]).square().sum()
         optimizer.zero_grad(set_to_none=True)

@@ -42,7 +42,9 @@ class ExpertTrajectories:
         try:
             records = json.dumps([record.to_json() for record in self.records])
             save_file(
-                {"checkpoints": self.checkpoints.contiguous()}, temp, metadata={"records": records}
+                {"checkpoints": self.checkpoints.detach().cpu().contiguous()},
+                temp,
+                metadata={"records": records},
             )
             os.replace(temp, path)
         except BaseException:

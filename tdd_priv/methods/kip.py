@@ -78,7 +78,8 @@ def krr_predict(
 ) -> torch.Tensor:
     """(n, C) kernel ridge regression predictions at x from the support set (m, d), (m, C)."""
     k_ss = kernel(support, support)
-    ridge = regularization * k_ss.diagonal().mean() * torch.eye(len(support))
+    eye = torch.eye(len(support), dtype=k_ss.dtype, device=k_ss.device)
+    ridge = regularization * k_ss.diagonal().mean() * eye
     return kernel(x, support) @ torch.linalg.solve(k_ss + ridge, targets)
 
 
@@ -96,7 +97,8 @@ def _per_example_loss(
         else params["targets"]
     )
     predicted = krr_predict(kernel, x, params["support"], targets, regularization)
-    real_targets = (y.unsqueeze(-1) == torch.arange(classes)).float()  # one-hot; vmap-safe
+    labels = torch.arange(classes, device=y.device)
+    real_targets = (y.unsqueeze(-1) == labels).float()  # one-hot; vmap-safe
     return (predicted - real_targets).square().sum(dim=1)
 
 
@@ -104,7 +106,7 @@ def kernel_inducing_points(inputs: DistillInput) -> SyntheticSet:
     config = parse_options(KIPConfig, inputs.options, method="kip")
     if config.kernel not in KERNELS:
         raise ValueError(f"unknown kernel {config.kernel!r}; valid: {', '.join(KERNELS)}")
-    generator = torch_generator(inputs.seed, "kip")
+    generator = torch_generator(inputs.seed, "kip", device=inputs.device)
     access = inputs.access()
     classes = access.num_classes
     learned = initial_set(

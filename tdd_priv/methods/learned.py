@@ -60,10 +60,10 @@ class LearnedSet:
     def result(self, *, method: str, config: Any, loss_history: list[float]) -> SyntheticSet:
         soft = None
         if self.label_logits is not None:
-            soft = torch.softmax(self.label_logits.detach(), dim=1).numpy()
+            soft = torch.softmax(self.label_logits.detach(), dim=1).cpu().numpy()
         return SyntheticSet(
-            embeddings=self.x.detach().numpy().copy(),
-            labels=self.labels.numpy().copy(),
+            embeddings=self.x.detach().cpu().numpy().copy(),
+            labels=self.labels.cpu().numpy().copy(),
             soft_labels=soft,
             method=method,
             config=dataclasses.asdict(config),
@@ -81,12 +81,14 @@ def initial_set(
     generator: torch.Generator,
     across_groups: bool = False,
 ) -> LearnedSet:
-    """k examples per class, from random real examples or from unit-norm Gaussian noise.
+    """k examples per class, from random real examples or from unit-norm Gaussian noise, on the
+    gateway's device (`generator` must be there too).
 
     Learned soft labels start as scaled one-hot logits (softmax ≈ the class). `across_groups`
     (group-balanced matching): real examples are spread evenly over each class's groups.
     """
     classes = access.num_classes
+    device = access.device
     if init == "real":
         x = torch.cat(
             [
@@ -97,11 +99,11 @@ def initial_set(
             ]
         )
     elif init == "noise":
-        x = torch.randn(classes * per_class, access.dim, generator=generator)
+        x = torch.randn(classes * per_class, access.dim, generator=generator, device=device)
         x = x / x.norm(dim=1, keepdim=True)
     else:
         raise ConfigError(f"unknown init {init!r}; valid: real, noise")
-    labels = torch.arange(classes).repeat_interleave(per_class)
+    labels = torch.arange(classes, device=device).repeat_interleave(per_class)
     logits = None
     if soft_labels:
         logits = (

@@ -61,7 +61,7 @@ def train_experts(inputs: DistillInput) -> ExpertTrajectories:
     same synthetic set as experts trained inside `trajectory_matching`.
     """
     config = _config(inputs)
-    generator = torch_generator(inputs.seed, "mtt-experts")
+    generator = torch_generator(inputs.seed, "mtt-experts", device=inputs.device)
     access = inputs.access()
     training = ExpertTraining(
         config.expert_epochs, config.expert_learning_rate, config.expert_batch_size
@@ -79,7 +79,7 @@ def train_experts(inputs: DistillInput) -> ExpertTrajectories:
 def trajectory_matching(inputs: DistillInput) -> SyntheticSet:
     config = _config(inputs)
     experts = inputs.experts if inputs.experts is not None else train_experts(inputs)
-    generator = torch_generator(inputs.seed, "mtt")
+    generator = torch_generator(inputs.seed, "mtt", device=inputs.device)
     access = inputs.access()
     classes = access.num_classes
     net = build_net(access.dim, classes, hidden=config.hidden, generator=generator)
@@ -90,7 +90,7 @@ def trajectory_matching(inputs: DistillInput) -> SyntheticSet:
             f"the expert trajectories have shape {tuple(experts.checkpoints.shape)}, but mtt with "
             f"these options needs (experts, {config.expert_epochs + 1}, {size})"
         )
-    trajectories = experts.checkpoints
+    trajectories = experts.checkpoints.to(inputs.device)
 
     learned = initial_set(
         access,
@@ -99,14 +99,23 @@ def trajectory_matching(inputs: DistillInput) -> SyntheticSet:
         soft_labels=config.soft_labels,
         generator=generator,
     )
-    log_lr = torch.tensor(float(config.initial_student_lr)).log().requires_grad_(True)
+    log_lr = (
+        torch.tensor(float(config.initial_student_lr), device=inputs.device)
+        .log()
+        .requires_grad_(True)
+    )
     optimizer = torch.optim.Adam(learned.parameters(), lr=config.learning_rate)
     lr_optimizer = torch.optim.Adam([log_lr], lr=config.lr_learning_rate)
     loss_of = partial(cross_entropy, net)
     history: list[float] = []
     for _, bar in training_steps(config.iterations, desc="mtt", progress=inputs.progress):
-        trajectory = trajectories[int(torch.randint(len(trajectories), (1,), generator=generator))]
-        start = int(torch.randint(config.max_start_epoch + 1, (1,), generator=generator))
+        draw = torch.randint(len(trajectories), (1,), generator=generator, device=generator.device)
+        trajectory = trajectories[int(draw)]
+        start = int(
+            torch.randint(
+                config.max_start_epoch + 1, (1,), generator=generator, device=generator.device
+            )
+        )
         begin, target = trajectory[start], trajectory[start + config.expert_span]
         student = begin.clone().requires_grad_(True)
         targets = learned.targets(classes)

@@ -16,11 +16,12 @@ Params = Mapping[str, torch.Tensor]
 
 
 def build_net(dim: int, classes: int, *, hidden: int, generator: torch.Generator) -> nn.Module:
-    """An MLP (d -> hidden -> C, ReLU) or, with hidden = 0, a linear model; seeded init."""
+    """An MLP (d -> hidden -> C, ReLU) or, with hidden = 0, a linear model; seeded init, on the
+    generator's device."""
     sizes = [dim, hidden, classes] if hidden else [dim, classes]
     layers: list[nn.Module] = []
     for n_in, n_out in itertools.pairwise(sizes):
-        layer = nn.Linear(n_in, n_out)
+        layer = nn.Linear(n_in, n_out, device=generator.device)
         nn.init.kaiming_uniform_(layer.weight, a=5**0.5, generator=generator)
         nn.init.uniform_(layer.bias, -(n_in**-0.5), n_in**-0.5, generator=generator)
         layers += [layer, nn.ReLU()]

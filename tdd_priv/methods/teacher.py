@@ -112,8 +112,9 @@ def greedy_target_selection(
     regression, best predict the reference targets.
 
     reference_x: (n, d), reference_targets: (n, C); candidates: (N, d) with their targets
-    (N, C) and classes (N,) int64. Unlike `tdd_priv.selection.greedy_kernel_selection`, a
-    candidate's target is fixed (the teacher's output for it), not chosen.
+    (N, C) and classes (N,) int64; all on one device, where the selection runs. Unlike
+    `tdd_priv.selection.greedy_kernel_selection`, a candidate's target is fixed (the teacher's
+    output for it), not chosen.
 
     Greedy forward selection with Gaussian-process style rank-one updates: with r(a, b) the
     kernel conditioned on the chosen set S (ridge λ on S), U = r(X, candidates) and residuals
@@ -138,8 +139,8 @@ def greedy_target_selection(
     diag = torch.cat([k(part, part).diagonal() for part in cand.split(1024)])  # r(t, t)
     ridge = regularization * float(diag.mean())
     factors: list[torch.Tensor] = []  # columns l_j with r = K − Σ l_j l_jᵀ over candidates
-    remaining = torch.full((classes,), per_class)
-    allowed = torch.ones(len(cand), dtype=torch.bool)
+    remaining = torch.full((classes,), per_class, device="cpu")  # counters
+    allowed = torch.ones(len(cand), dtype=torch.bool, device=cand.device)
     rows: list[int] = []
     losses: list[float] = []
     for _ in tqdm(range(per_class * classes), desc="teacher", disable=not progress, leave=False):
@@ -169,7 +170,7 @@ def greedy_target_selection(
         factors.append(factor)
         diag = diag - factor.square()
         losses.append(float(residual.square().sum(dim=1).mean()))
-    return TargetSelection(torch.tensor(rows), tuple(losses))
+    return TargetSelection(torch.tensor(rows, device="cpu"), tuple(losses))
 
 
 def balanced_classes(probabilities: torch.Tensor, per_class: int) -> torch.Tensor:
@@ -232,7 +233,7 @@ def select_for_teacher(
     rng = numpy_rng(seed, "dpsgd-teacher", "reference")
     reference = torch.from_numpy(
         np.sort(rng.choice(len(pool), size=min(config.reference, len(pool)), replace=False))
-    )
+    ).to(pool.device)
     classes_of = balanced_classes(probabilities, per_class)
     selection = greedy_target_selection(
         pool[reference],
@@ -246,13 +247,13 @@ def select_for_teacher(
         progress=progress,
     )
     rows = selection.rows.numpy()
-    labels = classes_of.numpy()[rows]
+    labels = classes_of.cpu().numpy()[rows]
     order = np.argsort(labels, kind="stable")
     rows, labels = rows[order], labels[order]
     return TeacherTexts(
         rows=rows,
         labels=labels.astype(np.int64),
-        soft_labels=probabilities.numpy()[rows].astype(np.float32),
+        soft_labels=probabilities.cpu().numpy()[rows].astype(np.float32),
         losses=selection.losses,
     )
 
@@ -265,7 +266,7 @@ def teacher_selection(inputs: DistillInput) -> SyntheticSet:
             "dpsgd-teacher selects texts from the public pool, but none was given to the method "
             "(DistillInput.public_embeddings); pass the run's public pool embeddings"
         )
-    generator = torch_generator(inputs.seed, "dpsgd-teacher")
+    generator = torch_generator(inputs.seed, "dpsgd-teacher", device=inputs.device)
     access = inputs.access()
     classes = access.num_classes
     teacher = build_net(access.dim, classes, hidden=config.hidden, generator=generator)
@@ -273,7 +274,7 @@ def teacher_selection(inputs: DistillInput) -> SyntheticSet:
     # The only access to private data: (DP-)SGD training of the teacher. Post-processing below.
     access.expert_trajectory(teacher, training=training, generator=generator)
     teacher.eval()
-    pool = torch.from_numpy(np.ascontiguousarray(public, dtype=np.float32))
+    pool = torch.from_numpy(np.ascontiguousarray(public, dtype=np.float32)).to(inputs.device)
     with torch.no_grad():
         logits = torch.cat([teacher(part) for part in pool.split(8192)])
     chosen = select_for_teacher(

@@ -55,6 +55,10 @@ class NoisyAccess:
     (once, accounted) when a mean needs them. `groups` ((n,) int64 in [0, num_groups), or None
     for one group) place each row in a (class, group) cell for group-balanced matching; cell
     sizes, like class sizes, are released noisily once.
+
+    The private rows live on `device`, where the per-example statistics and gradients are
+    computed; the mechanisms themselves (clipping, sums, Poisson sampling, noise) run on the
+    CPU with the CPU `generator`, so a noise seed gives the same noise on every device.
     """
 
     def __init__(
@@ -69,9 +73,14 @@ class NoisyAccess:
         ledger: PrivacyLedger,
         groups: np.ndarray | None = None,
         num_groups: int = 1,
+        device: torch.device | str = "cpu",
     ) -> None:
+        self._device = torch.device(device)
         self._x = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
-        self._y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
+        self._x = self._x.to(self._device)
+        # Labels on the CPU for the mechanisms, and on the device to train experts with.
+        self._labels = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
+        self._y = self._labels.to(self._device)
         self._num_classes = num_classes
         self._sigma = noise_multiplier
         self._max_norm = max_norm
@@ -79,7 +88,7 @@ class NoisyAccess:
         self.ledger = ledger
         self._counts: torch.Tensor | None = None
         self._num_groups = num_groups
-        self._cells = cell_ids(self._y, groups, num_groups)
+        self._cells = cell_ids(self._labels, groups, num_groups)  # on the CPU
         self._cell_counts: torch.Tensor | None = None
 
     @property
@@ -94,24 +103,34 @@ class NoisyAccess:
     def dim(self) -> int:
         return int(self._x.shape[1])
 
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def _on_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.to(self._device)
+
     def noisy_class_counts(self) -> torch.Tensor:
         """(C,) class counts + N(0, σ²), released once per run and reused (clamped to >= 1)."""
         if self._counts is None:
             counts = noisy_counts(
-                self._y, self._num_classes, noise_multiplier=self._sigma, generator=self._generator
+                self._labels,
+                self._num_classes,
+                noise_multiplier=self._sigma,
+                generator=self._generator,
             )
             self.ledger.spend(
                 "class_counts", noise_multiplier=self._sigma, sample_rate=1.0, steps=1
             )
-            self._counts = counts.float().clamp_min(1.0)
+            self._counts = self._on_device(counts.float().clamp_min(1.0))
         return self._counts
 
     def class_means(self, statistic: Statistic) -> torch.Tensor:
         """(C, p) class means of the clipped statistic: noisy class sums / noisy class counts."""
         with torch.no_grad():
             sums = gaussian_class_sums(
-                statistic(self._x),
-                self._y,
+                statistic(self._x).cpu(),
+                self._labels,
                 self._num_classes,
                 noise_multiplier=self._sigma,
                 max_norm=self._max_norm,
@@ -120,11 +139,11 @@ class NoisyAccess:
         self.ledger.spend(
             "class_statistic_sums", noise_multiplier=self._sigma, sample_rate=1.0, steps=1
         )
-        return sums / self.noisy_class_counts()[:, None]
+        return self._on_device(sums) / self.noisy_class_counts()[:, None]
 
     def _class_batch(self, batch_size: int | None) -> tuple[float, torch.Tensor, torch.Tensor]:
         """A Poisson batch over all classes at q = batch_size·C / n (all rows when None): q, the
-        sampled rows, and the expected batch per class q · (noisy class count)."""
+        sampled rows (on the CPU), and the expected batch per class q · (noisy class count)."""
         sample_rate = poisson_rate(
             None if batch_size is None else batch_size * self._num_classes, len(self._y)
         )
@@ -141,8 +160,8 @@ class NoisyAccess:
         sample_rate, rows, expected = self._class_batch(batch_size)
         with torch.no_grad():
             sums = gaussian_class_sums(
-                statistic(self._x[rows]),
-                self._y[rows],
+                statistic(self._x[self._on_device(rows)]).cpu(),
+                self._labels[rows],
                 self._num_classes,
                 noise_multiplier=self._sigma,
                 max_norm=self._max_norm,
@@ -151,7 +170,7 @@ class NoisyAccess:
         self.ledger.spend(
             "class_statistic_sums", noise_multiplier=self._sigma, sample_rate=sample_rate, steps=1
         )
-        return sums / expected[:, None]
+        return self._on_device(sums) / expected[:, None]
 
     def _noisy_gradient_sum(
         self, loss: PerExampleLoss, params: Mapping[str, torch.Tensor], rows: torch.Tensor
@@ -160,19 +179,21 @@ class NoisyAccess:
         row each, clipped jointly to C, summed, noised. An empty Poisson batch still releases
         (pure noise), so the number of releases never depends on the data."""
         total = gaussian_sum(
-            self._flat_gradients(loss, params, rows),
+            self._flat_gradients(loss, params, rows).cpu(),
             noise_multiplier=self._sigma,
             max_norm=self._max_norm,
             generator=self._generator,
         )
-        return _unflatten(total, params)
+        return _unflatten(self._on_device(total), params)
 
     def _flat_gradients(
         self, loss: PerExampleLoss, params: Mapping[str, torch.Tensor], rows: torch.Tensor
     ) -> torch.Tensor:
-        """(len(rows), P) per-example gradients over all parameters, one flat row each."""
+        """(len(rows), P) per-example gradients over all parameters, one flat row each, on the
+        device (`rows` may be on the CPU)."""
         if not len(rows):
-            return torch.zeros(0, sum(p.numel() for p in params.values()))
+            return torch.zeros(0, sum(p.numel() for p in params.values()), device=self._device)
+        rows = self._on_device(rows)
         grads = per_example_loss_grads(loss, params, self._x[rows], self._y[rows])
         return torch.cat([grads[name].reshape(len(rows), -1) for name in params], dim=1)
 
@@ -204,7 +225,7 @@ class NoisyAccess:
         expected `batch_size` per class). The classes partition the data, so all of them
         together are one release of the subsampled Gaussian mechanism."""
         sample_rate, rows, expected = self._class_batch(batch_size)
-        by_class = self._y[rows]
+        by_class = self._labels[rows]
         results = []
         for c in range(self._num_classes):
             sums = self._noisy_gradient_sum(loss, params, rows[by_class == c])
@@ -235,14 +256,15 @@ class NoisyAccess:
                 generator=self._generator,
             )
             self.ledger.spend("cell_counts", noise_multiplier=self._sigma, sample_rate=1.0, steps=1)
-            self._cell_counts = counts.clamp_min(1.0).view(self._num_classes, self._num_groups)
+            cells = counts.clamp_min(1.0).view(self._num_classes, self._num_groups)
+            self._cell_counts = self._on_device(cells)
         return self._cell_counts
 
     def cell_means(self, statistic: Statistic) -> torch.Tensor:
         """(C, G, p) cell means of the clipped statistic: noisy cell sums / noisy cell counts."""
         with torch.no_grad():
             sums = gaussian_class_sums(
-                statistic(self._x),
+                statistic(self._x).cpu(),
                 self._cells,
                 self._num_classes * self._num_groups,
                 noise_multiplier=self._sigma,
@@ -252,7 +274,7 @@ class NoisyAccess:
         self.ledger.spend(
             "cell_statistic_sums", noise_multiplier=self._sigma, sample_rate=1.0, steps=1
         )
-        table = sums.view(self._num_classes, self._num_groups, -1)
+        table = self._on_device(sums).view(self._num_classes, self._num_groups, -1)
         return table / self.cell_sizes()[:, :, None].to(table.dtype)
 
     def cell_batch_means(
@@ -280,13 +302,14 @@ class NoisyAccess:
         rows = poisson_sample(len(self._y), sample_rate=sample_rate, generator=self._generator)
         groups = self._num_groups
         sums = gaussian_class_sums(
-            self._flat_gradients(loss, params, rows),
+            self._flat_gradients(loss, params, rows).cpu(),
             self._cells[rows],
             self._num_classes * groups,
             noise_multiplier=self._sigma,
             max_norm=self._max_norm,
             generator=self._generator,
         )
+        sums = self._on_device(sums)
         expected = (sample_rate * self.cell_sizes()).flatten().to(sums.dtype)
         means = [_unflatten(total, params) for total in sums / expected[:, None]]
         results = [
@@ -312,7 +335,7 @@ class NoisyAccess:
             batch_size=training.batch_size,
             learning_rate=training.learning_rate,
             # From the noise generator (secret), not the method's (seeded from the public seed).
-            seed=int(torch.randint(2**62, (1,), generator=self._generator)),
+            seed=int(torch.randint(2**62, (1,), generator=self._generator, device="cpu")),
         )
         self.ledger.append(record)
         return trajectory

@@ -113,7 +113,7 @@ class _Rows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return self.x[index], self.y[index]
 
     def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
-        index = torch.as_tensor(indices, dtype=torch.int64)
+        index = torch.as_tensor(indices, dtype=torch.int64, device=self.x.device)
         return [self.x[index], self.y[index]]
 
 
@@ -162,7 +162,10 @@ def _private_fit(
 
     Poisson batches at q = 1 / ceil(n / B), clipping to C, noise σ·C, `epochs` × ceil(n / B)
     steps; `on_epoch(model)` sees the model after every epoch (trajectory matching stores it).
+    The model, x and y share one device; the Poisson sampler draws on the CPU (opacus samples
+    there) and the noise on that device (opacus draws it beside the gradients).
     """
+    device = x.device
     loader = DataLoader(
         _Rows(x, y),
         batch_size=min(batch_size, len(x)),
@@ -189,7 +192,7 @@ def _private_fit(
             noise_multiplier=noise_multiplier,
             max_grad_norm=max_grad_norm,
             poisson_sampling=True,
-            noise_generator=torch_generator(seed, "dp_sgd", "noise"),
+            noise_generator=torch_generator(seed, "dp_sgd", "noise", device=device),
             grad_sample_mode=grad_sample_mode,
         )
         if grad_sample_mode == "ghost":
@@ -237,22 +240,25 @@ def train_dpsgd(
     delta: float,
     seed: int,
     training: DPSGDTraining = DEFAULT_DPSGD,
+    device: torch.device | str = "cpu",
 ) -> DPSGDResult:
-    """Train a fresh `head` on `data` (real private embeddings, hard labels) with DP-SGD.
+    """Train a fresh `head` on `data` (real private embeddings, hard labels) with DP-SGD, on
+    `device` (the model stays there).
 
     σ is calibrated so that all epochs × steps together spend at most (ε, δ) by RDP;
-    `epsilon = math.inf` trains with clipping but no noise. Deterministic given `seed`: the head
-    init, the Poisson batches and the noise each come from their own seeded generator.
+    `epsilon = math.inf` trains with clipping but no noise. Deterministic given `seed` (on a
+    given device): the head init, the Poisson batches and the noise each come from their own
+    seeded generator.
     """
     n = len(data.x)
     check_delta(delta, n)
-    x = torch.from_numpy(np.ascontiguousarray(data.x, dtype=np.float32))
-    y = torch.from_numpy(data.labels)
+    x = torch.from_numpy(np.ascontiguousarray(data.x, dtype=np.float32)).to(device)
+    y = torch.from_numpy(data.labels).to(device)
     model = build_head(
         head,
         dim=x.shape[1],
         classes=data.num_classes,
-        generator=torch_generator(seed, "head", head),
+        generator=torch_generator(seed, "head", head, device=device),
     )
     plan = dpsgd_plan(n, batch_size=training.batch_size, epochs=training.epochs)
     noise_multiplier = _noise_multiplier(float(epsilon), float(delta), plan.sample_rate, plan.steps)
@@ -318,6 +324,7 @@ def dpsgd_utility(
     training: DPSGDTraining = DEFAULT_DPSGD,
     label: str = "dp-sgd",
     progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> Utility:
     """Like `tdd_priv.evaluate.evaluate`, with each model trained by DP-SGD on `train` at (ε, δ).
 
@@ -330,7 +337,13 @@ def dpsgd_utility(
     for head, i in tqdm(jobs, desc=label, unit="model", disable=not progress, leave=False):
         model_seed = derive_seed(seed, "model", i)
         result = train_dpsgd(
-            head, train, epsilon=epsilon, delta=delta, seed=model_seed, training=training
+            head,
+            train,
+            epsilon=epsilon,
+            delta=delta,
+            seed=model_seed,
+            training=training,
+            device=device,
         )
         accuracies[head].append(float(np.mean(predict(result.model, test.x) == test_labels)))
     return Utility(tuple(HeadScores(head, tuple(accuracies[head])) for head in heads))

@@ -82,6 +82,7 @@ def _private_run(
         ledger=ledger,
         groups=balance.ids if balance is not None else None,
         num_groups=len(balance.names) if balance is not None else 1,
+        device=members.device,
     )
     # The method gets the gateway and the public facts only: no member rows, no group ids.
     private_input = members.through(gateway, options={**variant.defaults, **members.options})

@@ -18,6 +18,7 @@ import numpy as np
 from tdd_priv.config import RunConfig
 from tdd_priv.data import LabeledData, PoolCheck, PublicTexts, Splits
 from tdd_priv.data.release import AuditedRelease
+from tdd_priv.device import describe_device
 from tdd_priv.evaluate import Utility
 from tdd_priv.fingerprint import sha256_json
 from tdd_priv.methods import SyntheticSet
@@ -267,7 +268,7 @@ def source_commit() -> tuple[str | None, bool | None]:
     return commit, dirty
 
 
-def _environment(seed: int) -> dict[str, Any]:
+def _environment(config: RunConfig) -> dict[str, Any]:
     versions: dict[str, str | None] = {}
     for name in _PACKAGES:
         try:
@@ -279,7 +280,9 @@ def _environment(seed: int) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": versions,
-        "seed": seed,
+        "seed": config.seed,
+        # where the tensors lived: results on CUDA are not bit-identical to CPU ones
+        "device": describe_device(config),
         "commit": commit,
         "commit_dirty": dirty,
     }
@@ -343,5 +346,5 @@ def _build_report(record: RunRecord) -> dict[str, Any]:
             **{name: dict(section) for name, section in record.audits.items()},
         },
         "verdicts": {name: dict(verdict) for name, verdict in record.verdicts.items()},
-        "environment": _environment(config.seed),
+        "environment": _environment(config),
     }

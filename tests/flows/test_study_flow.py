@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tdd_priv.config import RunConfig
 from tdd_priv.study import Sweep
 from tdd_priv.verify import verify_run
 from tests.helpers import AG_NEWS_LABELS, QUICK_DP_OPTIONS
@@ -202,3 +203,41 @@ def test_a_handler_that_raises_is_left_to_end_the_block() -> None:
             assert signal.getsignal(signal.SIGTERM) is raising
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize("runner_name", ["local", "dask"])
+def test_a_cell_on_dask_is_capped_at_one_torch_thread(
+    runner_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.study as study
+    from tdd_priv import threads
+
+    monkeypatch.setattr(threads, "_usable_cpus", lambda: 4)
+    monkeypatch.setattr(threads, "idle_cpus", lambda **_: 4.0)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    seen: list[int] = []
+
+    class Flow:
+        def with_options(self, **_: object) -> "Flow":
+            return self
+
+        def __call__(self, **_: object) -> None:
+            with threads.workload_threads("matrix") as count:
+                seen.append(count)
+
+    class Spec:
+        id = "cell"
+        config = RunConfig()
+
+    monkeypatch.setattr(study, "distill_flow", Flow())
+    monkeypatch.setattr(study.Cell, "from_dict", staticmethod(lambda _: Spec()))
+    monkeypatch.setattr(study, "cell_is_complete", lambda _: False)
+    monkeypatch.setattr(study, "remove_partial_folders", lambda _: None)
+    monkeypatch.setattr(study, "write_timing", lambda *_, **__: None)
+    before = threads.torch.get_num_threads()
+    threads.torch.set_num_threads(4)
+    try:
+        study.run_cell.fn({}, runner_name, "sweep")
+    finally:
+        threads.torch.set_num_threads(before)
+    assert seen == [1 if runner_name == "dask" else 4]

