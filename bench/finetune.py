@@ -412,6 +412,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--test-rows", type=int, default=1000)
     parser.add_argument("--epsilon", type=float, default=4.0)
+    parser.add_argument("--skip-cells", action="store_true")
     parser.add_argument("--skip-full", action="store_true")
     parser.add_argument("--skip-dp", action="store_true")
     args = parser.parse_args()
@@ -425,7 +426,7 @@ def main() -> None:
         entry = results["datasets"].setdefault(dataset, {"cells": {}})
         entry["test_rows"] = len(data.test_texts.texts)
         entry["members"] = len(data.member_texts)
-        for k in map(int, args.k.split(",")):
+        for k in [] if args.skip_cells else map(int, args.k.split(",")):
             for name in args.sets.split(","):
                 key = f"{name}@{k}"
                 if key not in entry["cells"]:

@@ -376,8 +376,10 @@ class DPFinetuneTraining:
     grad_sample_mode: Literal["ghost", "hooks"] = "ghost"
 
     def __post_init__(self) -> None:
-        if min(self.trainable_layers, self.epochs, self.batch_size) < 1:
-            raise ValueError(f"trainable_layers, epochs and batch_size must be >= 1, got {self}")
+        if self.trainable_layers < 0 or min(self.epochs, self.batch_size) < 1:
+            raise ValueError(
+                f"trainable_layers must be >= 0, epochs and batch_size >= 1, got {self}"
+            )
         if not self.max_grad_norm > 0 or math.isinf(self.max_grad_norm):
             raise ValueError(f"max_grad_norm must be finite and > 0, got {self.max_grad_norm}")
         if not 0 < self.learning_rate < math.inf:
@@ -437,7 +439,8 @@ class _PackedClassifier(nn.Module):
 
 def _train_top(classifier: nn.Module, layers: int) -> int:
     """Freeze all but the top `layers` transformer layers and the modules above them (pooler,
-    head): the parameters from the first of those layers on, in registration order.
+    head): the parameters from the first of those layers on, in registration order (with
+    `layers` 0, those after the last layer).
 
     The transformer layers are the longest `nn.ModuleList` of the model. Returns the number of
     trainable parameters.
@@ -446,14 +449,15 @@ def _train_top(classifier: nn.Module, layers: int) -> int:
     if not stacks:
         raise ValueError(f"{type(classifier).__name__} has no list of transformer layers")
     stack = max(stacks, key=len)
-    first = next(stack[max(0, len(stack) - layers)].parameters())
-    trainable = False
-    count = 0
-    for parameter in classifier.parameters():
-        trainable = trainable or parameter is first
-        parameter.requires_grad_(trainable)
-        count += parameter.numel() if trainable else 0
-    return count
+    parameters = list(classifier.parameters())
+    positions = {id(p): i for i, p in enumerate(parameters)}
+    if layers > 0:
+        start = positions[id(next(stack[max(0, len(stack) - layers)].parameters()))]
+    else:
+        start = 1 + max(positions[id(p)] for p in stack.parameters())
+    for i, parameter in enumerate(parameters):
+        parameter.requires_grad_(i >= start)
+    return sum(p.numel() for p in parameters[start:])
 
 
 def train_dp_finetune(

@@ -173,8 +173,7 @@ def _dp(folder: Path, seed: int, **kwargs: object) -> DPFinetuneResult:
         delta=1e-3,
         seed=seed,
         settings=_settings(folder, max_train_texts=40),
-        training=DPFinetuneTraining(epochs=2, batch_size=10),
-        **kwargs,  # type: ignore[arg-type]
+        **{"training": DPFinetuneTraining(epochs=2, batch_size=10), **kwargs},  # type: ignore[arg-type]
     )
 
 
@@ -209,6 +208,17 @@ def test_dp_fine_tune_trains_only_the_top_layer_and_head(tiny_bert: Path) -> Non
         for name, p in before.items()
         if name.startswith(("bert.encoder.layer.1.", "bert.pooler.", "classifier."))
     )
+
+
+def test_no_transformer_layer_trains_with_zero_trainable_layers(tiny_bert: Path) -> None:
+    result = _dp(tiny_bert, seed=0, training=DPFinetuneTraining(epochs=1, trainable_layers=0))
+    trained = {n for n, p in result.tuned.model.named_parameters() if p.requires_grad}
+    assert trained == {
+        "bert.pooler.dense.weight",
+        "bert.pooler.dense.bias",
+        "classifier.weight",
+        "classifier.bias",
+    }
 
 
 def test_dp_fine_tune_is_fixed_by_its_seed_and_refuses_a_large_delta(tiny_bert: Path) -> None:
