@@ -62,6 +62,9 @@ _OVERRIDES = {
     "cache_dir": "cache_dir",
     "heads": "evaluation.heads",
     "eval_seeds": "evaluation.seeds",
+    "text_models": "evaluation.text_models",
+    "finetune_model": "evaluation.finetune_model",
+    "finetune_steps": "evaluation.finetune_steps",
     "orchestrator": "orchestrator",
     "threads": "threads",
     "device": "device",
@@ -198,6 +201,22 @@ def _add_execution_options(command: argparse.ArgumentParser) -> Any:
     other.add_argument("--cache-dir", type=Path)
     other.add_argument("--heads", type=_csv, help="comma-separated: linear,mlp")
     other.add_argument("--eval-seeds", type=int)
+    other.add_argument(
+        "--text-models",
+        type=_csv,
+        metavar="NAMES",
+        help="comma-separated models trained on the texts themselves: tfidf-lr (default), "
+        "finetune (a transformer fine-tuned end to end: slow on CPU); '' for none",
+    )
+    other.add_argument(
+        "--finetune-model",
+        metavar="FOLDER",
+        help="checkpoint for finetune: a local Hugging Face encoder folder (default: the "
+        "bundled all-MiniLM-L6-v2)",
+    )
+    other.add_argument(
+        "--finetune-steps", type=int, metavar="N", help="optimiser steps per fine-tune"
+    )
     other.add_argument("--orchestrator", choices=["prefect", "local"])
     other.add_argument(
         "--threads",

@@ -8,7 +8,7 @@ vectors for the embedding heads and, where it is made of texts, as texts for the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -22,11 +22,12 @@ from tdd_priv.evaluate import (
     evaluate,
     evaluate_texts,
 )
+from tdd_priv.finetune import FinetuneSettings, FinetuneTraining
 from tdd_priv.heads import HeadTraining, LabeledArrays
 from tdd_priv.methods import DistillInput, distill
 from tdd_priv.seeding import numpy_rng
 
-__all__ = ["BASELINES", "CandidateSet", "baseline_set", "fixed_set", "judge"]
+__all__ = ["BASELINES", "CandidateSet", "baseline_set", "finetune_settings", "fixed_set", "judge"]
 
 BASELINES = ("random", "herding", "kcenter")
 
@@ -40,7 +41,9 @@ class CandidateSet:
 
 def fixed_set(vectors: LabeledArrays, texts: Sequence[str] | None = None) -> CandidateSet:
     """A set that is the same for every model seed."""
-    labeled_texts = LabeledTexts(texts, vectors.labels) if texts is not None else None
+    labeled_texts = (
+        LabeledTexts(texts, vectors.labels, vectors.targets) if texts is not None else None
+    )
     return CandidateSet(
         vectors=lambda _: vectors,
         texts=(lambda _: labeled_texts) if labeled_texts is not None else None,
@@ -73,8 +76,26 @@ def baseline_set(name: str, members: DistillInput, texts: Sequence[str]) -> Cand
 
     return CandidateSet(
         vectors=lambda s: LabeledArrays(all_vectors.x[pick(s)], all_vectors.targets[pick(s)]),
-        texts=lambda s: LabeledTexts([texts[i] for i in pick(s)], data.labels[pick(s)]),
+        texts=lambda s: LabeledTexts(
+            [texts[i] for i in pick(s)], data.labels[pick(s)], all_vectors.targets[pick(s)]
+        ),
         varies_with_seed=fixed_rows is None,
+    )
+
+
+def finetune_settings(
+    settings: EvalConfig, *, device: torch.device | None = None
+) -> FinetuneSettings:
+    """The `finetune` text model's settings from the evaluation config (`device`: CPU if None)."""
+    training = FinetuneTraining()
+    if settings.finetune_steps is not None:
+        steps = settings.finetune_steps
+        training = replace(training, min_steps=steps, max_steps=steps)
+    return FinetuneSettings(
+        model=settings.finetune_model,
+        training=training,
+        max_train_texts=settings.finetune_max_train,
+        device=device if device is not None else torch.device("cpu"),
     )
 
 
@@ -112,5 +133,6 @@ def judge(
             seeds=settings.seeds,
             seed=seed,
             varies_with_seed=candidate.varies_with_seed,
+            finetune=finetune_settings(settings, device=torch.device(device)),
         )
     )

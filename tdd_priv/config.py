@@ -30,7 +30,7 @@ import pydantic
 from pydantic_core import ErrorDetails
 
 from tdd_priv.device import DeviceSetting
-from tdd_priv.encode import EncoderConfig
+from tdd_priv.encode import DEFAULT_ENCODER, EncoderConfig
 from tdd_priv.errors import ConfigError
 from tdd_priv.yamlio import load_yaml
 
@@ -130,13 +130,24 @@ class PrivacyConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """How synthetic sets are judged: fresh heads, several seeds each, on the real test split."""
+    """How synthetic sets are judged: fresh heads, several seeds each, on the real test split.
+
+    `text_models` learn from the texts themselves (`tfidf-lr`; `finetune`: a transformer
+    fine-tuned end to end, see tdd_priv/finetune.py). `finetune_model`: its checkpoint, the
+    bundled MiniLM or a local Hugging Face folder; `finetune_steps`: exact optimiser steps per
+    fine-tune (None: the defaults' 10 epochs, within 60–300 steps); `finetune_max_train`: a set
+    of more texts (full data, the DP-SGD fine-tune's members) is fine-tuned on a seeded
+    subsample of that many.
+    """
 
     heads: tuple[str, ...] = ("linear", "mlp")
     text_models: tuple[str, ...] = ("tfidf-lr",)
     baselines: tuple[str, ...] = ("random", "herding", "kcenter")
     seeds: int = 5
     steps: int = 300
+    finetune_model: str = DEFAULT_ENCODER
+    finetune_steps: int | None = None
+    finetune_max_train: int = 2000
 
     def __post_init__(self) -> None:
         _check_instance(self)
@@ -278,8 +289,8 @@ class RunConfig:
     def released_dict(self) -> dict[str, Any]:
         """What config.resolved.yaml publishes: `to_dict()` without the secret noise seed and
         without local paths (where the run wrote, cached and found its key are left out; data,
-        pool, policy and encoder files are named by their file name only). The full config goes
-        to the private folder."""
+        pool, policy, encoder and fine-tuning model files are named by their file name only).
+        The full config goes to the private folder."""
         settings = self.to_dict()
         settings["privacy"]["noise_seed"] = None
         for key in ("out", "private_out", "cache_dir", "signing_key"):
@@ -290,6 +301,8 @@ class RunConfig:
         settings["audit"]["policy"] = _file_name_only(settings["audit"]["policy"])
         settings["release"] = _file_name_only(settings["release"])
         settings["encoder"]["model"] = _file_name_only(settings["encoder"]["model"])
+        evaluation = settings["evaluation"]
+        evaluation["finetune_model"] = _file_name_only(evaluation["finetune_model"])
         return settings
 
     @classmethod
@@ -492,10 +505,25 @@ _RULES: dict[str, Rule] = {
     "encoder.max_length": Rule("give a whole number ≥ 2 of tokens (--max-length)", (at.Ge(2),)),
     "encoder.batch_size": Rule("give a whole number ≥ 1 of sentences", (at.Ge(1),)),
     "evaluation.heads": Rule("give one or more distinct head names (--heads)", (_NAME, *_NAMES)),
-    "evaluation.text_models": Rule("give distinct text model names, or []", _NAMES),
+    "evaluation.text_models": Rule(
+        "give distinct text model names (--text-models tfidf-lr,finetune), or []", _NAMES
+    ),
     "evaluation.baselines": Rule("give distinct baseline names, or []", _NAMES),
     "evaluation.seeds": Rule("give a whole number ≥ 1 of models per head", (at.Ge(1),)),
     "evaluation.steps": Rule("give a whole number ≥ 1 of training steps", (at.Ge(1),)),
+    "evaluation.finetune_model": Rule(
+        f"give {DEFAULT_ENCODER!r} or a local folder with a Hugging Face encoder "
+        "(--finetune-model)",
+        (_NAME,),
+    ),
+    "evaluation.finetune_steps": Rule(
+        "give a whole number ≥ 1 of optimiser steps per fine-tune (--finetune-steps), or leave "
+        "it unset for the defaults",
+        (at.Ge(1),),
+    ),
+    "evaluation.finetune_max_train": Rule(
+        "give a whole number ≥ 2 of training texts per fine-tune", (at.Ge(2),)
+    ),
     "detox.scorer": Rule("give a toxicity scorer's name (--detox-scorer)", (_NAME,)),
     "detox.model": Rule("give a model name or path (--detox-model), or leave it unset", (_NAME,)),
     "detox.thresholds": Rule("thresholds must lie in [0, 1]", each=(at.Ge(0), at.Le(1))),
@@ -513,7 +541,9 @@ _RULES: dict[str, Rule] = {
     "audit.min_group_size": Rule("give a whole number ≥ 1 of test examples", (at.Ge(1),)),
     "audit.bootstrap": Rule("give a whole number ≥ 0 of bootstrap samples", (at.Ge(0),)),
 }
-_PATH_OR_NAME = frozenset({"data.spec", "data.public_pool", "encoder.model", "detox.model"})
+_PATH_OR_NAME = frozenset(
+    {"data.spec", "data.public_pool", "encoder.model", "detox.model", "evaluation.finetune_model"}
+)
 
 # The groups of RunConfig, and the prefix of each config class's settings in messages.
 _GROUPS: dict[str, type] = {
@@ -553,6 +583,7 @@ def check_registered(config: RunConfig, *, where: str | None = None) -> None:
     with the DP variant's defaults). Imports the registries, so it is not run on every
     construction of a RunConfig; `from_dict` and the pipeline's `check_config` run it."""
     from tdd_priv.comparison import BASELINES
+    from tdd_priv.finetune import finetune_model_problem
     from tdd_priv.heads import HEADS
     from tdd_priv.methods import METHODS
     from tdd_priv.methods.learned import parse_options
@@ -579,8 +610,19 @@ def check_registered(config: RunConfig, *, where: str | None = None) -> None:
         ("evaluation.baselines", evaluation.baselines, BASELINES),
     ):
         for i, name in enumerate(names):
-            if name not in registry:
-                problems.append(f"{key}[{i}]: unknown name {name!r}; valid: {', '.join(registry)}")
+            if name in registry:
+                continue
+            if registry is HEADS and name in TEXT_MODELS:  # `--heads linear,finetune`
+                problems.append(
+                    f"{key}[{i}]: {name!r} is a text model, not an embedding head; list it in "
+                    f"evaluation.text_models (--text-models tfidf-lr,{name})"
+                )
+                continue
+            problems.append(f"{key}[{i}]: unknown name {name!r}; valid: {', '.join(registry)}")
+    if "finetune" in evaluation.text_models:
+        problem = finetune_model_problem(evaluation.finetune_model)
+        if problem:
+            problems.append(f"evaluation.finetune_model: {problem}")
     info = METHODS.get(config.method)
     if info is not None and info.private is not None:
         try:

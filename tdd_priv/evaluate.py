@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from tdd_priv.finetune import DEFAULT_FINETUNE, FinetuneSettings, subsample_rows
 from tdd_priv.heads import DEFAULT_TRAINING, HeadTraining, LabeledArrays, predict, train_head
 from tdd_priv.seeding import derive_seed
-from tdd_priv.text_models import NotComputable, fit_predict
+from tdd_priv.text_models import TEXT_MODELS, NotComputable, fit_predict
 
 __all__ = [
     "HeadScores",
@@ -35,8 +36,11 @@ TrainingSetSource = Callable[[int], LabeledArrays]
 
 @dataclass(frozen=True)
 class LabeledTexts:
+    """Texts with labels (n,) int64 and, when the set has them, soft `targets` (n, C)."""
+
     texts: Sequence[str]
     labels: np.ndarray  # (n,) int64
+    targets: np.ndarray | None = None
 
 
 TextSetSource = Callable[[int], LabeledTexts]
@@ -47,12 +51,14 @@ class HeadScores:
     """Test accuracies (fractions in [0, 1]) of one head architecture over its seeds.
 
     `not_computable`: why no model of this architecture could be trained on the set (then
-    `accuracies` is empty).
+    `accuracies` is empty). `note`: how these models were trained where it differs from the
+    protocol's plain reading (a subsample, a DP-SGD fine-tune), for the report.
     """
 
     head: str
     accuracies: tuple[float, ...]
     not_computable: str | None = None
+    note: str | None = None
 
     @property
     def mean(self) -> float:
@@ -63,12 +69,14 @@ class HeadScores:
         return float(np.std(self.accuracies))
 
     def to_json(self) -> dict[str, Any]:
+        noted = {"note": self.note} if self.note else {}
         if self.not_computable is not None:
-            return {"not_computable": self.not_computable}
+            return {"not_computable": self.not_computable, **noted}
         return {
             "accuracy_mean": self.mean,
             "accuracy_std": self.std,
             "accuracies": list(self.accuracies),
+            **noted,
         }
 
 
@@ -152,24 +160,51 @@ def evaluate_texts(
     seeds: int,
     seed: int,
     varies_with_seed: bool,
+    finetune: FinetuneSettings = DEFAULT_FINETUNE,
 ) -> tuple[HeadScores, ...]:
     """Text models (see `tdd_priv.text_models`) trained on `training_set(model_seed)`.
 
-    Text models are deterministic given their data, so a fixed set is fitted once.
+    A model that depends only on its data (TF-IDF + LR) is fitted once on a fixed set; a seeded
+    one (`finetune`) once per seed. A set larger than the model's `max_train` is replaced by a
+    seeded subsample of that size, and the scores' note says so.
     """
-    repeats = seeds if varies_with_seed else 1
     scores = []
     for name in models:
+        model = TEXT_MODELS[name]
+        repeats = seeds if varies_with_seed or model.seeded else 1
+        cap = model.max_train(finetune)
         accuracies: list[float] = []
         reason = None
+        sizes: set[tuple[int, int]] = set()  # (texts trained on, texts in the set)
         for i in range(repeats):
             model_seed = derive_seed(seed, "model", i)
             data = training_set(model_seed)
+            texts, labels, targets = data.texts, np.asarray(data.labels), data.targets
+            rows = subsample_rows(len(texts), cap, seed=model_seed) if cap is not None else None
+            sizes.add((len(texts) if rows is None else len(rows), len(texts)))
+            if rows is not None:
+                texts, labels = [texts[r] for r in rows], labels[rows]
+                targets = None if targets is None else targets[rows]
             try:
-                predicted = fit_predict(name, data.texts, data.labels, test.texts, seed=model_seed)
+                predicted = fit_predict(
+                    name,
+                    texts,
+                    labels,
+                    test.texts,
+                    seed=model_seed,
+                    targets=targets,
+                    finetune=finetune,
+                )
             except NotComputable as error:
                 reason = str(error) if repeats == 1 else f"{error} (model {i + 1} of {repeats})"
                 break
             accuracies.append(float(np.mean(predicted == test.labels)))
-        scores.append(HeadScores(name, () if reason else tuple(accuracies), reason))
+        note = None
+        if any(used < total for used, total in sizes):
+            used, total = max(sizes)
+            note = (
+                f"each model trained on a seeded subsample of {used} of the set's {total} texts "
+                f"({name} trains on at most {cap})"
+            )
+        scores.append(HeadScores(name, () if reason else tuple(accuracies), reason, note))
     return tuple(scores)

@@ -35,7 +35,7 @@ from tdd_priv.audit_context import (
     fit_predict_proba,
     records,
 )
-from tdd_priv.comparison import CandidateSet, baseline_set, fixed_set, judge
+from tdd_priv.comparison import CandidateSet, baseline_set, finetune_settings, fixed_set, judge
 from tdd_priv.config import EXTERNAL_METHOD, INTERNAL_POOL, RunConfig, check_registered
 from tdd_priv.data import (
     DEMO_SPEC,
@@ -73,7 +73,7 @@ from tdd_priv.methods import (
 from tdd_priv.policy import load_policy
 from tdd_priv.privacy import check_delta, default_delta
 from tdd_priv.privacy.budget import Budget, BudgetExceeded, BudgetLedger, ledger_name
-from tdd_priv.privacy.dpsgd import dpsgd_utility
+from tdd_priv.privacy.dpsgd import dp_finetune_scores, dpsgd_utility
 from tdd_priv.privacy.release import (
     PlannedRelease,
     distill_privately,
@@ -690,17 +690,31 @@ def _evaluate(
     if config.privacy.enabled:
         # The baseline every DP result is compared with: the same heads trained with DP-SGD on
         # the real members at the same (ε, δ).
-        utilities["dp_sgd"] = dpsgd_utility(
+        delta = privacy_delta(config, len(member_set.x))
+        dp_sgd = dpsgd_utility(
             member_set,
             test,
             heads=config.evaluation.heads,
             seeds=config.evaluation.seeds,
             seed=seed,
             epsilon=config.privacy.epsilon,
-            delta=privacy_delta(config, len(member_set.x)),
+            delta=delta,
             progress=config.progress,
             device=device,
         )
+        if "finetune" in config.evaluation.text_models:  # and the fine-tune, by DP-SGD too
+            dp_finetune = dp_finetune_scores(
+                LabeledTexts(member_texts, arrays.labels),
+                test_texts,
+                num_classes=classes,
+                seeds=config.evaluation.seeds,
+                seed=seed,
+                epsilon=config.privacy.epsilon,
+                delta=delta,
+                settings=finetune_settings(config.evaluation, device=device),
+            )
+            dp_sgd = dp_sgd.with_text_models((dp_finetune,))
+        utilities["dp_sgd"] = dp_sgd
     return Evaluation(utilities)
 
 

@@ -3,6 +3,11 @@
 They judge a released text set by an architecture that had no part in producing it, so a set
 tuned to one encoder's geometry cannot look better than it is.
 
+`finetune` is the field's protocol: a pretrained transformer fine-tuned end to end on the texts
+(with their soft labels when the set has them; `tdd_priv.finetune`). It depends on the model
+seed (initialisation, batch order), so it is fitted once per seed even on a fixed set; TF-IDF +
+logistic regression is a function of its data and is fitted once.
+
 Some training sets do not allow a model at all (texts without a single word TF-IDF counts, a
 single class): the model then raises `NotComputable` with the reason, and the evaluation
 reports that instead of failing the run after its expensive steps.
@@ -11,15 +16,45 @@ reports that instead of failing the run after its expensive steps.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-__all__ = ["TEXT_MODELS", "NotComputable", "fit_predict"]
+from tdd_priv.finetune import DEFAULT_FINETUNE, FinetuneSettings
 
-# (train texts, train labels (n,), test texts, seed) -> predicted labels (n_test,)
-TextModel = Callable[[Sequence[str], np.ndarray, Sequence[str], int], np.ndarray]
+__all__ = ["TEXT_MODELS", "NotComputable", "TextModel", "TextTraining", "fit_predict"]
+
+
+@dataclass(frozen=True)
+class TextTraining:
+    """One model's training set and settings.
+
+    `labels` (n,) int64; `targets` (n, C) float32 soft labels (rows sum to 1) or None for hard
+    labels; `finetune`: the fine-tuning checkpoint, hyperparameters and device.
+    """
+
+    texts: Sequence[str]
+    labels: np.ndarray
+    targets: np.ndarray | None
+    seed: int
+    finetune: FinetuneSettings
+
+
+@dataclass(frozen=True)
+class TextModel:
+    """A registered text model.
+
+    `fit_predict(training, test_texts)` -> predicted labels (n_test,) int64. `seeded`: its
+    result depends on the model seed, not only on the data (a fixed set is then fitted once per
+    seed). `max_train`: the most training texts it is given (None: all); a larger set is
+    replaced by a seeded subsample, and the evaluation says so.
+    """
+
+    fit_predict: Callable[[TextTraining, Sequence[str]], np.ndarray]
+    seeded: bool
+    max_train: Callable[[FinetuneSettings], int | None] = lambda _: None
 
 
 class NotComputable(Exception):
@@ -39,9 +74,8 @@ def _check_trainable(labels: np.ndarray) -> None:
         )
 
 
-def _tfidf_logistic_regression(
-    texts: Sequence[str], labels: np.ndarray, test_texts: Sequence[str], seed: int
-) -> np.ndarray:
+def _tfidf_logistic_regression(training: TextTraining, test_texts: Sequence[str]) -> np.ndarray:
+    texts, labels, seed = training.texts, training.labels, training.seed
     _check_trainable(labels)
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
     try:
@@ -59,16 +93,45 @@ def _tfidf_logistic_regression(
     return np.asarray(model.predict(vectorizer.transform(list(test_texts))), dtype=np.int64)
 
 
-TEXT_MODELS: dict[str, TextModel] = {"tfidf-lr": _tfidf_logistic_regression}
+def _finetune(training: TextTraining, test_texts: Sequence[str]) -> np.ndarray:
+    from tdd_priv.finetune import finetune_predict  # torch + transformers: load on first use
+
+    labels = np.asarray(training.labels, dtype=np.int64)
+    _check_trainable(labels)
+    targets = training.targets
+    if targets is None:
+        targets = np.eye(int(labels.max()) + 1, dtype=np.float32)[labels]
+    return finetune_predict(
+        training.texts, targets, test_texts, seed=training.seed, settings=training.finetune
+    )
+
+
+TEXT_MODELS: dict[str, TextModel] = {
+    "tfidf-lr": TextModel(_tfidf_logistic_regression, seeded=False),
+    "finetune": TextModel(
+        _finetune, seeded=True, max_train=lambda settings: settings.max_train_texts
+    ),
+}
 
 
 def fit_predict(
-    name: str, texts: Sequence[str], labels: np.ndarray, test_texts: Sequence[str], *, seed: int
+    name: str,
+    texts: Sequence[str],
+    labels: np.ndarray,
+    test_texts: Sequence[str],
+    *,
+    seed: int,
+    targets: np.ndarray | None = None,
+    finetune: FinetuneSettings = DEFAULT_FINETUNE,
 ) -> np.ndarray:
-    """Train the named text model on (texts, labels) and predict `test_texts`.
+    """Train the named text model on (texts, labels (n,)) and predict `test_texts` → (n_test,).
 
-    Raises NotComputable when the training set does not allow the model.
+    `targets` (n, C): soft labels for the models that use them (`finetune`; TF-IDF + LR uses
+    the hard `labels`). Raises NotComputable when the training set does not allow the model.
     """
     if name not in TEXT_MODELS:
         raise ValueError(f"unknown text model {name!r}; valid: {', '.join(TEXT_MODELS)}")
-    return TEXT_MODELS[name](texts, labels, test_texts, seed)
+    if targets is not None and (targets.ndim != 2 or len(targets) != len(texts)):
+        raise ValueError(f"targets must be (n, C) for {len(texts)} texts, got {targets.shape}")
+    training = TextTraining(texts, np.asarray(labels), targets, seed, finetune)
+    return TEXT_MODELS[name].fit_predict(training, test_texts)

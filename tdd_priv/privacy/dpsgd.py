@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Literal
 
@@ -27,7 +27,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from tdd_priv.evaluate import HeadScores, Utility
+from tdd_priv.evaluate import HeadScores, LabeledTexts, Utility
+from tdd_priv.finetune import (
+    DEFAULT_FINETUNE,
+    FineTuned,
+    FinetuneSettings,
+    load_classifier,
+    subsample_rows,
+    tokenize,
+)
 from tdd_priv.heads import LabeledArrays, build_head, predict
 from tdd_priv.privacy.calibration import PlannedMechanism, calibrate_noise, check_delta
 from tdd_priv.privacy.ledger import AccountingError, MechanismRecord, compute_epsilon
@@ -35,11 +43,16 @@ from tdd_priv.seeding import derive_seed, torch_generator
 
 __all__ = [
     "DEFAULT_DPSGD",
+    "DEFAULT_DP_FINETUNE",
+    "DPFinetuneResult",
+    "DPFinetuneTraining",
     "DPSGDResult",
     "DPSGDTraining",
+    "dp_finetune_scores",
     "dpsgd_plan",
     "dpsgd_trajectory",
     "dpsgd_utility",
+    "train_dp_finetune",
     "train_dpsgd",
 ]
 
@@ -347,3 +360,226 @@ def dpsgd_utility(
         )
         accuracies[head].append(float(np.mean(predict(result.model, test.x) == test_labels)))
     return Utility(tuple(HeadScores(head, tuple(accuracies[head])) for head in heads))
+
+
+# --- DP-SGD fine-tuning of a transformer on the private texts -----------------------------------
+
+
+@dataclass(frozen=True)
+class DPFinetuneTraining:
+    """DP-SGD fine-tuning settings (public, fixed in advance; docs/distillation.md says why).
+
+    Only the top `trainable_layers` transformer layers and everything above them (pooler,
+    classification head) are trained; the embeddings and lower layers stay as pretrained.
+    Per-example gradients of all 22M MiniLM parameters (most of them the word-embedding matrix)
+    would cost B × 88 MB per step; the top layer + head are ~1.9M, and opacus's BERT tutorial
+    fine-tunes the same part. `batch_size`: expected Poisson batch B (larger batches average
+    the noise σ·C over more examples); `epochs` passes of ceil(n / B) steps; `max_grad_norm`:
+    clip norm C; Adam at a constant `learning_rate`; `max_length` tokens per text.
+    `grad_sample_mode`: "ghost" (per-example norms without per-example gradients; opacus falls
+    back to materialised gradients for layers it cannot ghost-clip) or "hooks".
+    """
+
+    trainable_layers: int = 1
+    epochs: int = 3
+    batch_size: int = 64
+    max_grad_norm: float = 1.0
+    learning_rate: float = 5e-4
+    max_length: int = 128
+    grad_sample_mode: Literal["ghost", "hooks"] = "ghost"
+
+    def __post_init__(self) -> None:
+        if self.trainable_layers < 0 or min(self.epochs, self.batch_size) < 1:
+            raise ValueError(
+                f"trainable_layers must be >= 0, epochs and batch_size >= 1, got {self}"
+            )
+        if not self.max_grad_norm > 0 or math.isinf(self.max_grad_norm):
+            raise ValueError(f"max_grad_norm must be finite and > 0, got {self.max_grad_norm}")
+        if not 0 < self.learning_rate < math.inf:
+            raise ValueError(f"learning_rate must be finite and > 0, got {self.learning_rate}")
+        if self.grad_sample_mode not in ("ghost", "hooks"):
+            raise ValueError(
+                f"unknown grad_sample_mode {self.grad_sample_mode!r}; valid modes: ghost, hooks"
+            )
+
+
+DEFAULT_DP_FINETUNE = DPFinetuneTraining()
+
+
+@dataclass(frozen=True)
+class DPFinetuneResult:
+    """A classifier fine-tuned with DP-SGD, what it spent, and what it trained.
+
+    `rows`: how many private texts it trained on (a seeded subsample when the set exceeded the
+    cap); `trainable_parameters`: how many parameters DP-SGD updated (the rest stayed frozen).
+    """
+
+    tuned: FineTuned
+    record: MechanismRecord
+    delta: float
+    rows: int
+    trainable_parameters: int
+
+    @property
+    def epsilon(self) -> float:
+        """ε of this training run by the RDP accountant (<= the target it was calibrated to)."""
+        return compute_epsilon([self.record], delta=self.delta)
+
+
+class _PackedClassifier(nn.Module):
+    """A sequence classifier fed one (b, 2, T) int64 tensor: token ids and attention mask
+    stacked, so opacus's row-wise loader and per-example hooks see one tensor per example.
+    Each batch is cut to its longest text (rows are right-padded), so padding costs little."""
+
+    def __init__(self, classifier: nn.Module) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, packed: torch.Tensor) -> torch.Tensor:
+        rows = len(packed)
+        if rows == 0:
+            # An empty Poisson batch (a noise-only step): Hugging Face models cannot run on zero
+            # rows, so one blank row goes through and its logits are dropped; its gradient and
+            # so its per-example norm are zero, and the step adds only noise.
+            packed = torch.ones((1, 2, 1), dtype=packed.dtype, device=packed.device)
+        ids, mask = packed[:, 0], packed[:, 1]
+        width = max(1, int(mask.sum(dim=1).max()))
+        logits: torch.Tensor = self.classifier(
+            input_ids=ids[:, :width], attention_mask=mask[:, :width]
+        ).logits
+        return logits[:rows]
+
+
+def _train_top(classifier: nn.Module, layers: int) -> int:
+    """Freeze all but the top `layers` transformer layers and the modules above them (pooler,
+    head): the parameters from the first of those layers on, in registration order (with
+    `layers` 0, those after the last layer).
+
+    The transformer layers are the longest `nn.ModuleList` of the model. Returns the number of
+    trainable parameters.
+    """
+    stacks = [m for m in classifier.modules() if isinstance(m, nn.ModuleList)]
+    if not stacks:
+        raise ValueError(f"{type(classifier).__name__} has no list of transformer layers")
+    stack = max(stacks, key=len)
+    parameters = list(classifier.parameters())
+    positions = {id(p): i for i, p in enumerate(parameters)}
+    if layers > 0:
+        start = positions[id(next(stack[max(0, len(stack) - layers)].parameters()))]
+    else:
+        start = 1 + max(positions[id(p)] for p in stack.parameters())
+    for i, parameter in enumerate(parameters):
+        parameter.requires_grad_(i >= start)
+    return sum(p.numel() for p in parameters[start:])
+
+
+def train_dp_finetune(
+    texts: Sequence[str],
+    labels: np.ndarray,
+    *,
+    num_classes: int,
+    epsilon: float,
+    delta: float,
+    seed: int,
+    settings: FinetuneSettings = DEFAULT_FINETUNE,
+    training: DPFinetuneTraining = DEFAULT_DP_FINETUNE,
+) -> DPFinetuneResult:
+    """Fine-tune `settings.model` on private (texts, labels (n,)) with opacus DP-SGD at (ε, δ).
+
+    More than `settings.max_train_texts` texts are replaced by a seeded subsample of that many
+    (DP-SGD then runs on it; δ must lie below 1/rows). σ is calibrated so that all epochs ×
+    steps spend at most (ε, δ) by RDP, and opacus's accountant must record exactly that plan.
+    Deterministic given `seed` (head init, Poisson batches and noise from their own generators).
+    """
+    rows = subsample_rows(len(texts), settings.max_train_texts, seed=seed)
+    if rows is not None:
+        texts, labels = [texts[i] for i in rows], np.asarray(labels)[rows]
+    n = len(texts)
+    check_delta(delta, n)
+    classifier, tokenizer = load_classifier(
+        settings.model,
+        num_classes,
+        generator=torch_generator(seed, "dp_finetune", "init"),
+        device=torch.device("cpu"),
+    )
+    trainable = _train_top(classifier, training.trainable_layers)
+    finetune = replace(settings.training, max_length=training.max_length)
+    tokens = tokenize(tokenizer, texts, finetune)
+    inputs = tokens.batch(range(n), torch.device("cpu"))  # (n, longest) each
+    packed = torch.stack([inputs["input_ids"], inputs["attention_mask"]], dim=1)
+    model = _PackedClassifier(classifier)
+    plan = dpsgd_plan(n, batch_size=training.batch_size, epochs=training.epochs)
+    noise_multiplier = _noise_multiplier(float(epsilon), float(delta), plan.sample_rate, plan.steps)
+    optimizer = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad], lr=training.learning_rate
+    )
+    trained, record = _private_fit(
+        model,
+        optimizer,
+        packed,
+        torch.tensor(np.asarray(labels, dtype=np.int64)),
+        noise_multiplier=noise_multiplier,
+        max_grad_norm=training.max_grad_norm,
+        batch_size=training.batch_size,
+        epochs=training.epochs,
+        grad_sample_mode=training.grad_sample_mode,
+        seed=seed,
+    )
+    assert isinstance(trained, _PackedClassifier)
+    tuned = FineTuned(
+        trained.classifier.to(settings.device),
+        tokenizer,
+        finetune,
+        settings.device,
+        num_classes,
+        record.steps,
+    )
+    return DPFinetuneResult(tuned, record, delta, n, trainable)
+
+
+def dp_finetune_scores(
+    train: LabeledTexts,
+    test: LabeledTexts,
+    *,
+    num_classes: int,
+    seeds: int,
+    seed: int,
+    epsilon: float,
+    delta: float,
+    settings: FinetuneSettings = DEFAULT_FINETUNE,
+    training: DPFinetuneTraining = DEFAULT_DP_FINETUNE,
+    name: str = "finetune",
+) -> HeadScores:
+    """`seeds` classifiers, each fine-tuned with DP-SGD on the private `train` texts at (ε, δ)
+    and scored on `test`; the note says what was trained, on how many texts, at what σ."""
+    accuracies = []
+    result = None
+    for i in range(seeds):
+        model_seed = derive_seed(seed, "model", i)
+        result = train_dp_finetune(
+            train.texts,
+            train.labels,
+            num_classes=num_classes,
+            epsilon=epsilon,
+            delta=delta,
+            seed=model_seed,
+            settings=settings,
+            training=training,
+        )
+        predicted = result.tuned.predict(test.texts)
+        accuracies.append(float(np.mean(predicted == np.asarray(test.labels))))
+    assert result is not None
+    record = result.record
+    subsample = (
+        f" on a seeded subsample of {result.rows} of the {len(train.texts)} members"
+        if result.rows < len(train.texts)
+        else f" on all {result.rows} members"
+    )
+    note = (
+        f"DP-SGD fine-tuning (opacus, RDP) at ε = {epsilon:g}, δ = {delta:.3g}{subsample}: "
+        f"the top {training.trainable_layers} transformer layer(s), pooler and classifier "
+        f"({result.trainable_parameters:,} parameters; the rest frozen), σ = "
+        f"{record.noise_multiplier:.3g}, q = {record.sample_rate:.3g}, {record.steps} steps, "
+        f"clip C = {training.max_grad_norm:g}; not released"
+    )
+    return HeadScores(name, tuple(accuracies), note=note)

@@ -282,10 +282,14 @@ def _utility(report: Mapping[str, Any]) -> Section:
     )
     # (what, why) -> the sets it was not computable on, for the note below the table
     unavailable: dict[tuple[str, str], list[str]] = {}
+    # (model, how it was trained) -> the sets whose models were trained so (a subsample, DP)
+    notes: dict[tuple[str, str], list[str]] = {}
 
     def score(key: str, models: Mapping[str, Any], name: str) -> str:
         if name not in models:
             return "—"
+        if models[name].get("note"):
+            notes.setdefault((name, str(models[name]["note"])), []).append(utility_label(key))
         if "not_computable" in models[name]:
             if "accuracy_mean" in utility[key]:  # else the whole set's note says it
                 why = str(models[name]["not_computable"])
@@ -323,6 +327,12 @@ def _utility(report: Mapping[str, Any]) -> Section:
             f" Text models ({', '.join(text_models)}) learn from the texts themselves, not from "
             "the embeddings; they are not in the aggregate."
         )
+    if "finetune" in text_models:
+        intro += (
+            " finetune fine-tunes a pretrained transformer end to end on each set's texts (with "
+            "the set's soft labels where it has them), one model per seed; in the DP-SGD row it "
+            "is fine-tuned by DP-SGD on the private members at the run's (ε, δ)."
+        )
     blocks: list[Block] = [
         Paragraph(intro.strip()),
         Table(
@@ -330,6 +340,17 @@ def _utility(report: Mapping[str, Any]) -> Section:
             tuple(rows),
         ),
     ]
+    if notes:
+        blocks.append(
+            Paragraph(
+                "How some of these models were trained: "
+                + "; ".join(
+                    f"{name} on {', '.join(labels)}: {note}"
+                    for (name, note), labels in notes.items()
+                )
+                + "."
+            )
+        )
     if unavailable:
         blocks.append(
             Paragraph(

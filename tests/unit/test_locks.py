@@ -3,6 +3,7 @@
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -60,15 +61,15 @@ def test_the_embedding_cache_writes_whole_entries_or_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     embeddings = np.ones((3, 4), dtype=np.float32)
-    _write_entry(tmp_path, "k" * 64, embeddings, {"n": 3})
+    _write_entry(tmp_path, "k" * 64, [embeddings], (3, 4), {"n": 3})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k" * 64 + ".json", "k" * 64 + ".npy"]
 
-    def stopped(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt
+    def stopped_midway() -> Iterator[np.ndarray]:
+        yield embeddings[:2]
+        raise KeyboardInterrupt  # a stop signal while the encoder streams
 
-    monkeypatch.setattr(np, "save", stopped)
     with pytest.raises(KeyboardInterrupt):
-        _write_entry(tmp_path, "j" * 64, embeddings, {"n": 3})
+        _write_entry(tmp_path, "j" * 64, stopped_midway(), (3, 4), {"n": 3})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k" * 64 + ".json", "k" * 64 + ".npy"]
 
 
