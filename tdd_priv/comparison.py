@@ -87,7 +87,9 @@ def judge(
     label: str,
     progress: bool,
 ) -> Utility:
-    """Embedding heads (and, for text sets, text models) trained on the set, on the test split."""
+    """Embedding heads (and, for text sets, text models) trained on the set, scored on the test
+    split by every metric of `tdd_priv.evaluate` (accuracy, macro-F1, balanced accuracy,
+    recall per class)."""
     utility = evaluate(
         candidate.vectors,
         test,
@@ -108,5 +110,6 @@ def judge(
             seeds=settings.seeds,
             seed=seed,
             varies_with_seed=candidate.varies_with_seed,
+            num_classes=test.num_classes,
         )
     )

@@ -53,7 +53,7 @@ from tdd_priv.data.overlap import find_overlaps
 from tdd_priv.detox import Candidates, screen
 from tdd_priv.encode import embedding_cache_key, encode_cached, read_embeddings
 from tdd_priv.errors import ConfigError
-from tdd_priv.evaluate import LabeledTexts, Utility
+from tdd_priv.evaluate import LabeledTexts, Utility, majority_class_utility
 from tdd_priv.extensions import NO_EXTENSIONS, Auditor, CanaryMaker, Extensions, ToxicityScorer
 from tdd_priv.heads import HeadTraining, LabeledArrays
 from tdd_priv.methods import (
@@ -582,7 +582,11 @@ def evaluate_step(
     realized: RealizedSet,
     config: RunConfig,
 ) -> Evaluation:
-    """Heads trained on the synthetic set, the realized texts and the baselines, tested alike."""
+    """Heads trained on the synthetic set, the realized texts and the baselines, tested alike;
+    and the majority-class predictor (the most frequent class of the members), the floor they
+    must beat. When the released texts carry soft labels, heads are also trained on the same
+    texts with their hard labels (`realized_hard_labels`), so a report shows what the soft
+    labels do to each class's recall."""
     labels, texts = loaded.labels, loaded.texts
     classes = len(loaded.labeled.label_names)
     test = LabeledArrays.from_labels(encoded.rows[splits.test], labels[splits.test], classes)
@@ -603,6 +607,10 @@ def evaluate_step(
         "full_data": fixed_set(member_set, member_texts),
         **{name: baseline_set(name, members, member_texts) for name in config.evaluation.baselines},
     }
+    if realized.soft_labels is not None:
+        hard = LabeledArrays.from_labels(realized.embeddings, realized.labels, classes)
+        # embedding heads only: text models always train on the hard labels
+        candidates["realized_hard_labels"] = CandidateSet(lambda _: hard, None, False)
     seed = derive_seed(config.seed, "evaluate")
     utilities = {
         name: judge(
@@ -629,6 +637,7 @@ def evaluate_step(
             delta=privacy_delta(config, len(member_set.x)),
             progress=config.progress,
         )
+    utilities["majority_class"] = majority_class_utility(arrays.labels, test.labels, classes)
     return Evaluation(utilities)
 
 

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from tdd_priv.evaluate import HeadScores, Utility
+from tdd_priv.evaluate import HeadScores, ModelScore, Utility, score_predictions
 from tdd_priv.heads import LabeledArrays, build_head, predict
 from tdd_priv.privacy.calibration import PlannedMechanism, calibrate_noise, check_delta
 from tdd_priv.privacy.ledger import AccountingError, MechanismRecord, compute_epsilon
@@ -321,16 +321,17 @@ def dpsgd_utility(
 ) -> Utility:
     """Like `tdd_priv.evaluate.evaluate`, with each model trained by DP-SGD on `train` at (ε, δ).
 
-    Same heads, same per-model seeds (`derive_seed(seed, "model", i)`), same test accuracy, so
+    Same heads, same per-model seeds (`derive_seed(seed, "model", i)`), same test metrics, so
     `utility.dp_sgd` lines up with `utility.synthetic` model for model.
     """
     test_labels = test.labels
     jobs = [(head, i) for head in heads for i in range(seeds)]
-    accuracies: dict[str, list[float]] = {head: [] for head in heads}
+    scores: dict[str, list[ModelScore]] = {head: [] for head in heads}
     for head, i in tqdm(jobs, desc=label, unit="model", disable=not progress, leave=False):
         model_seed = derive_seed(seed, "model", i)
         result = train_dpsgd(
             head, train, epsilon=epsilon, delta=delta, seed=model_seed, training=training
         )
-        accuracies[head].append(float(np.mean(predict(result.model, test.x) == test_labels)))
-    return Utility(tuple(HeadScores(head, tuple(accuracies[head])) for head in heads))
+        predicted = predict(result.model, test.x)
+        scores[head].append(score_predictions(test_labels, predicted, test.num_classes))
+    return Utility(tuple(HeadScores(head, tuple(scores[head])) for head in heads))
