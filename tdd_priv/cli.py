@@ -15,6 +15,7 @@ from tdd_priv.pipeline import RunResult, preflight, run
 from tdd_priv.realize import REALIZERS
 from tdd_priv.report import utility_rows
 from tdd_priv.report.claim import PrivacyClaim
+from tdd_priv.report.figures import headline_metric, metric_name
 from tdd_priv.signing import generate_key_pair, key_id
 from tdd_priv.verify import verify_run
 from tdd_priv.yamlio import load_yaml
@@ -328,15 +329,19 @@ def _summary(result: RunResult) -> str:
     rows = utility_rows(report)
     width = max(len(label) for label, _ in rows)
     claim = PrivacyClaim.from_report(report)
+    headline_name = metric_name(headline_metric(report["utility"]))
     lines = [
         "",
         f"run folder   {result.out}",
         f"method       {report['method']['name']}, {report['synthetic']['size']} texts "
         f"({report['synthetic']['per_class']} per class)",
         f"privacy      {claim.badge}: {claim.statement}",
-        "test accuracy (mean ± std over models):",
+        f"test scores, mean ± std over models (headline first: {headline_name}):",
         *(f"  {label:<{width}}  {value}" for label, value in rows),
     ]
+    reason = report["utility"].get("protocol", {}).get("headline_reason")
+    if reason:
+        lines.append(f"  headline {headline_name}, because {reason}")
     if "toxicity" in report.get("audits", {}):
         lines.insert(4, f"toxicity     {report['audits']['toxicity']['statement']}")
     return "\n".join(lines)
