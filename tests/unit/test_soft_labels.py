@@ -13,7 +13,11 @@ from hypothesis.extra import numpy as hnp
 
 from tdd_priv.errors import ConfigError
 from tdd_priv.methods import DistillInput, distill
-from tdd_priv.methods.soft_labels import DEFAULT_LABEL_SHARE, calibrate_soft_labels
+from tdd_priv.methods.soft_labels import (
+    DEFAULT_LABEL_SHARE,
+    calibrate_soft_labels,
+    starved_classes,
+)
 from tdd_priv.methods.teacher import TeacherConfig, select_for_teacher
 from tests.unit.test_learned_methods import _blobs
 
@@ -47,25 +51,39 @@ def test_each_row_leads_with_its_own_class_for_any_input(
     assert (soft.argmax(axis=1) == labels).all()
 
 
-def test_every_class_gets_the_mass_of_its_texts_back() -> None:
-    # a teacher biased against class 1: a tenth of its due on every text
-    fair = np.array([[0.5, 0.5], [0.8, 0.2], [0.3, 0.7], [0.1, 0.9]])
+def test_a_starved_class_gets_the_mass_of_its_texts_back() -> None:
+    # a teacher biased against class 1 (a tenth of its due on every text): neither text
+    # assigned to class 1 points to it. One weight for the class undoes the bias exactly.
+    fair = np.array([[0.7, 0.3], [0.9, 0.1], [0.3, 0.7], [0.1, 0.9]])  # class 1 mass: 2
     biased = fair * np.array([1.0, 0.1])
     biased /= biased.sum(axis=1, keepdims=True)
     labels = np.array([0, 0, 1, 1])
+    assert starved_classes(biased, labels).tolist() == [False, True]
     soft = calibrate_soft_labels(biased, labels, min_share=0.0, margin=0.0)
-    np.testing.assert_allclose(soft.sum(axis=0), [2.0, 2.0], rtol=1e-4)  # 2 texts each
-    # one weight per class: each row's odds change by the same factor, so the order of the
-    # texts by their class-1 odds is the teacher's
-    odds = soft[:, 1] / soft[:, 0]
-    np.testing.assert_allclose(odds / (fair[:, 1] / fair[:, 0]), odds[0] / 1.0, rtol=1e-4)
+    np.testing.assert_allclose(soft, fair, rtol=1e-4)
 
 
-def test_rows_that_already_lead_keep_their_proportions() -> None:
-    # every class has one text and one text's mass already, and every row leads: no change
-    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7], [0.2, 0.6, 0.2]])
-    soft = calibrate_soft_labels(probabilities, np.array([0, 2, 1]), min_share=0.0)
+def test_a_teacher_that_teaches_every_class_is_left_alone() -> None:
+    # every text points to its class; class 0 holds more than its count, class 1 less, but
+    # more than half of it: nothing is starved, nothing changes
+    probabilities = np.array([[0.9, 0.1], [0.8, 0.2], [0.45, 0.55], [0.4, 0.6]])
+    labels = np.array([0, 0, 1, 1])
+    assert not starved_classes(probabilities, labels).any()
+    soft = calibrate_soft_labels(probabilities, labels, min_share=0.0)
     np.testing.assert_allclose(soft, probabilities, rtol=1e-5)
+
+
+def test_starved_means_mostly_pointing_elsewhere_or_under_half_the_mass() -> None:
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    rows = [[0.8, 0.1, 0.1], [0.8, 0.1, 0.1], [0.5, 0.4, 0.1], [0.1, 0.8, 0.1]]
+    rows += [[0.1, 0.1, 0.8], [0.1, 0.1, 0.8]]
+    half = np.array(rows)  # one of the two class-1 texts points to it: half is enough
+    assert starved_classes(half, labels).tolist() == [False, False, False]
+    half[3] = [0.6, 0.3, 0.1]  # now neither does
+    assert starved_classes(half, labels).tolist() == [False, True, False]
+    # class 1's texts point to it, but its mass over the set, 0.76, is under half of 2
+    light = np.array([[0.98, 0.01, 0.01]] * 2 + [[0.34, 0.36, 0.30]] * 2 + [[0.0, 0.02, 0.98]] * 2)
+    assert starved_classes(light, labels).tolist() == [False, True, False]
 
 
 def test_a_row_pointing_elsewhere_is_mixed_with_its_label_keeping_the_rest_in_proportion() -> None:
