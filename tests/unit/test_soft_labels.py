@@ -63,6 +63,20 @@ def test_a_starved_class_gets_the_mass_of_its_texts_back() -> None:
     np.testing.assert_allclose(soft, fair, rtol=1e-4)
 
 
+def test_once_a_class_is_starved_every_class_gets_the_mass_of_its_texts() -> None:
+    # class 2 is starved (its texts point to class 0); class 0 hoards mass: after step 1 every
+    # class holds exactly its 2 texts' worth, and each text still leads with its own class
+    probabilities = np.array(
+        [[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.3, 0.6, 0.1], [0.2, 0.7, 0.1]]
+        + [[0.6, 0.1, 0.3], [0.5, 0.2, 0.3]]
+    )
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    assert starved_classes(probabilities, labels).tolist() == [False, False, True]
+    soft = calibrate_soft_labels(probabilities, labels, min_share=0.0, margin=0.0)
+    np.testing.assert_allclose(soft.sum(axis=0), [2.0, 2.0, 2.0], rtol=1e-3)
+    assert (soft.argmax(axis=1) == labels).all()
+
+
 def test_a_teacher_that_teaches_every_class_is_left_alone() -> None:
     # every text points to its class; class 0 holds more than its count, class 1 less, but
     # more than half of it: nothing is starved, nothing changes
