@@ -67,8 +67,14 @@ def test_once_a_class_is_starved_every_class_gets_the_mass_of_its_texts() -> Non
     # class 2 is starved (its texts point to class 0); class 0 hoards mass: after step 1 every
     # class holds exactly its 2 texts' worth, and each text still leads with its own class
     probabilities = np.array(
-        [[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.3, 0.6, 0.1], [0.2, 0.7, 0.1]]
-        + [[0.6, 0.1, 0.3], [0.5, 0.2, 0.3]]
+        [
+            [0.9, 0.05, 0.05],
+            [0.8, 0.1, 0.1],
+            [0.3, 0.6, 0.1],
+            [0.2, 0.7, 0.1],
+            [0.6, 0.1, 0.3],
+            [0.5, 0.2, 0.3],
+        ]
     )
     labels = np.array([0, 0, 1, 1, 2, 2])
     assert starved_classes(probabilities, labels).tolist() == [False, False, True]
