@@ -23,6 +23,7 @@ from tdd_priv.realize import REALIZERS
 from tdd_priv.report import utility_rows
 from tdd_priv.report.claim import PrivacyClaim
 from tdd_priv.report.escape import printable
+from tdd_priv.report.figures import headline_metric, metric_name
 from tdd_priv.signing import (
     TRUSTED_KEYS_ENV,
     generate_key_pair,
@@ -467,15 +468,19 @@ def _summary(result: RunResult) -> str:
     rows = utility_rows(report)
     width = max(len(label) for label, _ in rows)
     claim = PrivacyClaim.from_report(report)
+    headline_name = metric_name(headline_metric(report["utility"]))
     lines = [
         "",
         f"run folder   {result.out}",
         f"method       {report['method']['name']}, {report['synthetic']['size']} texts "
         f"({report['synthetic']['per_class']} per class)",
         f"privacy      {claim.badge}: {claim.statement}",
-        "test accuracy (mean ± std over models):",
+        f"test scores, mean ± std over models (headline first: {headline_name}):",
         *(f"  {label:<{width}}  {value}" for label, value in rows),
     ]
+    reason = report["utility"].get("protocol", {}).get("headline_reason")
+    if reason:
+        lines.append(f"  headline {headline_name}, because {reason}")
     if "toxicity" in report.get("audits", {}):
         lines.insert(4, f"toxicity     {report['audits']['toxicity']['statement']}")
     release = report.get("release")

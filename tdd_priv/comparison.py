@@ -110,8 +110,9 @@ def judge(
     progress: bool,
     device: torch.device | str = "cpu",
 ) -> Utility:
-    """Embedding heads (on `device`; and, for text sets, text models) trained on the set, on the
-    test split."""
+    """Embedding heads (on `device`; and, for text sets, text models) trained on the set,
+    scored on the test split by every metric of `tdd_priv.evaluate` (accuracy, macro-F1,
+    balanced accuracy, recall per class)."""
     utility = evaluate(
         candidate.vectors,
         test,
@@ -134,5 +135,6 @@ def judge(
             seed=seed,
             varies_with_seed=candidate.varies_with_seed,
             finetune=finetune_settings(settings, device=torch.device(device)),
+            num_classes=test.num_classes,
         )
     )

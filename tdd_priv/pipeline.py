@@ -56,7 +56,7 @@ from tdd_priv.detox import Candidates, screen
 from tdd_priv.device import resolve_device
 from tdd_priv.encode import embedding_cache_key, encode_cached, read_embeddings
 from tdd_priv.errors import ConfigError
-from tdd_priv.evaluate import LabeledTexts, Utility
+from tdd_priv.evaluate import LabeledTexts, Utility, majority_class_utility
 from tdd_priv.extensions import NO_EXTENSIONS, Auditor, CanaryMaker, Extensions, ToxicityScorer
 from tdd_priv.heads import HeadTraining, LabeledArrays
 from tdd_priv.locks import remove_stale_temporaries, replacing_temporary
@@ -637,9 +637,14 @@ def evaluate_step(
     realized: RealizedSet,
     config: RunConfig,
 ) -> Evaluation:
-    """Heads trained on the synthetic set, the realized texts and the baselines, tested alike.
+    """Heads trained on the synthetic set, the realized texts and the baselines, tested alike;
+    and the majority-class predictor (the most frequent class of the members), the floor they
+    must beat. When the released texts carry soft labels, heads are also trained on the same
+    texts with their hard labels (`realized_hard_labels`), so a report shows what the soft
+    labels do to each class's recall.
 
-    Dozens of small models: single-threaded (tdd_priv.threads), heads on the run's device."""
+    Dozens of small models: single-threaded (tdd_priv.threads), heads on the run's device.
+    """
     with workload_threads("small-models", limit=config.threads):
         return _evaluate(loaded, splits, encoded, synthetic, realized, config)
 
@@ -673,6 +678,10 @@ def _evaluate(
         "full_data": fixed_set(member_set, member_texts),
         **{name: baseline_set(name, members, member_texts) for name in config.evaluation.baselines},
     }
+    if realized.soft_labels is not None:
+        hard = LabeledArrays.from_labels(realized.embeddings, realized.labels, classes)
+        # embedding heads only: the text models are scored once, on the released labels
+        candidates["realized_hard_labels"] = CandidateSet(lambda _: hard, None, False)
     seed = derive_seed(config.seed, "evaluate")
     utilities = {
         name: judge(
@@ -715,6 +724,7 @@ def _evaluate(
             )
             dp_sgd = dp_sgd.with_text_models((dp_finetune,))
         utilities["dp_sgd"] = dp_sgd
+    utilities["majority_class"] = majority_class_utility(arrays.labels, test.labels, classes)
     return Evaluation(utilities)
 
 

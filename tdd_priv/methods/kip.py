@@ -4,10 +4,13 @@ Kernel ridge regression with a neural kernel, fitted on the synthetic set S with
 predicts the real examples: loss = mean_i ‖y_i − K(x_i, S)(K(S, S) + λI)⁻¹ Y_S‖². The set and
 (optionally) its soft labels follow the gradient of that loss, computed over real batches
 through the access gateway (DP-KIP clips and noises exactly these per-example gradients).
+Learned soft labels are released calibrated (`tdd_priv.methods.soft_labels`, from the released
+set alone): each example's own class leads its soft label, so no class becomes unpredictable.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,8 +19,14 @@ from typing import Literal
 
 import torch
 
+from tdd_priv.errors import ConfigError
 from tdd_priv.methods.base import DistillInput, SyntheticSet
 from tdd_priv.methods.learned import InitMode, initial_set, parse_options, training_steps
+from tdd_priv.methods.soft_labels import (
+    SOFT_LABEL_CALIBRATIONS,
+    SoftLabelCalibration,
+    calibrate_soft_labels,
+)
 from tdd_priv.privacy.calibration import PlannedMechanism
 from tdd_priv.seeding import torch_generator
 
@@ -67,6 +76,16 @@ class KIPConfig:
     soft_labels: bool = True
     clip_norm: float = 1.0  # per-example gradient clip under DP (DP-KIP)
     init: InitMode = "real"
+    # learned soft labels as released: "balanced" (each class's mass equal to its number of
+    # examples, each example's own class ahead; tdd_priv.methods.soft_labels) or "none"
+    calibration: SoftLabelCalibration = "balanced"
+
+    def __post_init__(self) -> None:
+        if self.calibration not in SOFT_LABEL_CALIBRATIONS:
+            raise ConfigError(
+                f"unknown calibration {self.calibration!r}; "
+                f"valid: {', '.join(SOFT_LABEL_CALIBRATIONS)}"
+            )
 
 
 def krr_predict(
@@ -132,7 +151,12 @@ def kernel_inducing_points(inputs: DistillInput) -> SyntheticSet:
         optimizer.step()
         history.append(math.nan if step.loss is None else step.loss)
         bar.set_postfix(loss=f"{history[-1]:.4f}")
-    return learned.result(method="kip", config=config, loss_history=history)
+    result = learned.result(method="kip", config=config, loss_history=history)
+    if result.soft_labels is None or config.calibration == "none":
+        return result
+    # post-processing of the released set: its own soft labels and classes, nothing else
+    soft = calibrate_soft_labels(result.soft_labels, result.labels)
+    return dataclasses.replace(result, soft_labels=soft)
 
 
 def kip_privacy_plan(config: KIPConfig, n: int, classes: int) -> list[PlannedMechanism]:

@@ -10,7 +10,9 @@ only the teacher and the public pool, so it is post-processing:
 2. `per_class` public texts per class are chosen greedily so that kernel ridge regression fitted
    on them, with the teacher's outputs as their targets, best reproduces the teacher's outputs on
    a sample of the public pool (`greedy_target_selection`);
-3. the chosen texts are released with the teacher's tempered probabilities as soft labels.
+3. the chosen texts are released with the teacher's tempered probabilities as soft labels,
+   calibrated (`tdd_priv.methods.soft_labels`) so that each text's soft label points to the
+   class it was chosen for and every class keeps the mass its k texts would give it.
 
 The released vectors *are* public texts, so realizing them is exact: `public-nearest` and
 `public-match` return these very texts with these soft labels.
@@ -32,6 +34,12 @@ from tdd_priv.methods.base import DistillInput, SyntheticSet
 from tdd_priv.methods.kip import KERNELS
 from tdd_priv.methods.learned import parse_options
 from tdd_priv.methods.nets import build_net
+from tdd_priv.methods.soft_labels import (
+    DEFAULT_LABEL_SHARE,
+    SOFT_LABEL_CALIBRATIONS,
+    SoftLabelCalibration,
+    calibrate_soft_labels,
+)
 from tdd_priv.privacy.calibration import PlannedMechanism
 from tdd_priv.privacy.dpsgd import dpsgd_plan
 from tdd_priv.seeding import numpy_rng, torch_generator
@@ -61,6 +69,12 @@ class TeacherConfig:
     fits `selection_targets` (tempered probabilities or centred logits) by kernel ridge
     regression with `kernel` and ridge `regularization` (relative to the kernel's mean
     diagonal), measured on `reference` public texts (all of the pool when it is smaller).
+
+    `calibration` of the released soft labels: "balanced" gives every class as much soft-label
+    mass over the chosen texts as it has texts, and each text's own class at least
+    `label_share` of its soft label, ahead of every other class (post-processing of the chosen
+    set; see `tdd_priv.methods.soft_labels`); "none" releases the tempered probabilities as
+    they are, which can leave a rare class that no head trained on them ever predicts.
     """
 
     epochs: int = 20
@@ -77,6 +91,8 @@ class TeacherConfig:
     regularization: float = 1e-3
     selection_targets: SelectionTargets = "logits"
     reference: int = 2000
+    calibration: SoftLabelCalibration = "balanced"
+    label_share: float = DEFAULT_LABEL_SHARE
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
@@ -88,6 +104,13 @@ class TeacherConfig:
             )
         if not self.temperature > 0:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if self.calibration not in SOFT_LABEL_CALIBRATIONS:
+            raise ConfigError(
+                f"unknown calibration {self.calibration!r}; "
+                f"valid: {', '.join(SOFT_LABEL_CALIBRATIONS)}"
+            )
+        if not 0.0 <= self.label_share < 1.0:
+            raise ConfigError(f"label_share must lie in [0, 1), got {self.label_share}")
 
 
 @dataclass(frozen=True)
@@ -222,8 +245,9 @@ def select_for_teacher(
     progress: bool = False,
 ) -> TeacherTexts:
     """`per_class` public texts per class that carry a teacher's outputs (`logits` (N, C) on
-    `pool` (N, d)), released with its tempered probabilities. Reads only the pool and the
-    teacher's outputs, so it is post-processing of whatever produced the teacher."""
+    `pool` (N, d)), released with its tempered probabilities, calibrated as `config` says.
+    Reads only the pool and the teacher's outputs, so it is post-processing of whatever
+    produced the teacher."""
     probabilities = torch.softmax(logits / config.temperature, dim=1)
     targets = (
         probabilities
@@ -249,13 +273,11 @@ def select_for_teacher(
     rows = selection.rows.numpy()
     labels = classes_of.cpu().numpy()[rows]
     order = np.argsort(labels, kind="stable")
-    rows, labels = rows[order], labels[order]
-    return TeacherTexts(
-        rows=rows,
-        labels=labels.astype(np.int64),
-        soft_labels=probabilities.cpu().numpy()[rows].astype(np.float32),
-        losses=selection.losses,
-    )
+    rows, labels = rows[order], labels[order].astype(np.int64)
+    soft = probabilities.cpu().numpy()[rows].astype(np.float32)
+    if config.calibration == "balanced":
+        soft = calibrate_soft_labels(soft, labels, min_share=config.label_share)
+    return TeacherTexts(rows=rows, labels=labels, soft_labels=soft, losses=selection.losses)
 
 
 def teacher_selection(inputs: DistillInput) -> SyntheticSet:

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from tdd_priv.evaluate import HeadScores, LabeledTexts, Utility
+from tdd_priv.evaluate import HeadScores, LabeledTexts, ModelScore, Utility, score_predictions
 from tdd_priv.finetune import (
     DEFAULT_FINETUNE,
     FineTuned,
@@ -341,12 +341,12 @@ def dpsgd_utility(
 ) -> Utility:
     """Like `tdd_priv.evaluate.evaluate`, with each model trained by DP-SGD on `train` at (ε, δ).
 
-    Same heads, same per-model seeds (`derive_seed(seed, "model", i)`), same test accuracy, so
+    Same heads, same per-model seeds (`derive_seed(seed, "model", i)`), same test metrics, so
     `utility.dp_sgd` lines up with `utility.synthetic` model for model.
     """
     test_labels = test.labels
     jobs = [(head, i) for head in heads for i in range(seeds)]
-    accuracies: dict[str, list[float]] = {head: [] for head in heads}
+    scores: dict[str, list[ModelScore]] = {head: [] for head in heads}
     for head, i in tqdm(jobs, desc=label, unit="model", disable=not progress, leave=False):
         model_seed = derive_seed(seed, "model", i)
         result = train_dpsgd(
@@ -358,8 +358,10 @@ def dpsgd_utility(
             training=training,
             device=device,
         )
-        accuracies[head].append(float(np.mean(predict(result.model, test.x) == test_labels)))
-    return Utility(tuple(HeadScores(head, tuple(accuracies[head])) for head in heads))
+        predicted = predict(result.model, test.x)
+        scores[head].append(score_predictions(test_labels, predicted, test.num_classes))
+    return Utility(tuple(HeadScores(head, tuple(scores[head])) for head in heads))
+
 
 
 # --- DP-SGD fine-tuning of a transformer on the private texts -----------------------------------
@@ -552,7 +554,7 @@ def dp_finetune_scores(
 ) -> HeadScores:
     """`seeds` classifiers, each fine-tuned with DP-SGD on the private `train` texts at (ε, δ)
     and scored on `test`; the note says what was trained, on how many texts, at what σ."""
-    accuracies = []
+    scores: list[ModelScore] = []
     result = None
     for i in range(seeds):
         model_seed = derive_seed(seed, "model", i)
@@ -567,7 +569,7 @@ def dp_finetune_scores(
             training=training,
         )
         predicted = result.tuned.predict(test.texts)
-        accuracies.append(float(np.mean(predicted == np.asarray(test.labels))))
+        scores.append(score_predictions(np.asarray(test.labels), predicted, num_classes))
     assert result is not None
     record = result.record
     subsample = (
@@ -582,4 +584,4 @@ def dp_finetune_scores(
         f"{record.noise_multiplier:.3g}, q = {record.sample_rate:.3g}, {record.steps} steps, "
         f"clip C = {training.max_grad_norm:g}; not released"
     )
-    return HeadScores(name, tuple(accuracies), note=note)
+    return HeadScores(name, tuple(scores), note=note)

@@ -20,13 +20,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
+from tdd_priv.evaluate import METRICS, PER_MODEL_KEYS
 from tdd_priv.privacy.ledger import AccountingError, compute_epsilon
 
 __all__ = [
+    "BASELINE_SETS",
     "FIGURES",
+    "FLOOR_WORDS",
     "UTILITY_SETS",
     "Figure",
     "draw_figures",
+    "floor_words",
+    "headline_metric",
+    "metric_name",
+    "plot_recall_by_class",
     "plot_utility",
     "register_figure",
     "shown_sets",
@@ -37,17 +44,46 @@ __all__ = [
 UTILITY_SETS = {
     "synthetic": "synthetic (vectors)",
     "realized": "synthetic (texts)",
+    "realized_hard_labels": "synthetic (texts, hard labels)",
     "random": "random k / class",
     "herding": "herding k / class",
     "kcenter": "k-center k / class",
     "dp_sgd": "DP-SGD on private train (same ε)",
     "full_data": "full private train",
+    "majority_class": "majority-class predictor",
+}
+# The sets a released set is compared with (not what the run releases).
+BASELINE_SETS = ("random", "herding", "kcenter", "dp_sgd", "full_data")
+# How a set whose headline does not beat `utility.protocol.headline_floor` is described.
+FLOOR_WORDS = {
+    "majority_class": "at or below the majority-class predictor",
+    "chance": "at or below chance (1/C)",
 }
 
 
 def utility_label(key: str) -> str:
     """How an evaluated set of report.json's `utility` is called in the reports."""
     return UTILITY_SETS.get(key, key.replace("_", " "))
+
+
+def metric_name(metric: str) -> str:
+    """How a metric of report.json's utility entries is called ("macro_f1" -> "macro-F1")."""
+    return METRICS.get(metric, metric.replace("_", " "))
+
+
+def headline_metric(utility: Mapping[str, Any]) -> str:
+    """The metric the report leads with: `utility.protocol.headline_metric`, accuracy for
+    reports written before there was a choice."""
+    return str(utility.get("protocol", {}).get("headline_metric", "accuracy"))
+
+
+def floor_words(utility: Mapping[str, Any], key: str) -> str | None:
+    """Why set `key` is marked ("at or below the majority-class predictor"), or None when its
+    headline beats the floor (or the report predates floors)."""
+    if not utility.get(key, {}).get("at_or_below_floor"):
+        return None
+    source = utility.get("protocol", {}).get("headline_floor", {}).get("source")
+    return FLOOR_WORDS.get(source, "at or below the floor")
 
 
 Report = Mapping[str, Any]
@@ -117,33 +153,66 @@ def shown_sets(utility: Mapping[str, Any]) -> list[str]:
     return keys
 
 
+def _utility_metrics(utility: Mapping[str, Any]) -> list[str]:
+    """The metrics the report holds for the synthetic set, the headline first."""
+    headline = headline_metric(utility)
+    held = [m for m in METRICS if f"{m}_mean" in utility["synthetic"]] or ["accuracy"]
+    return [headline, *(m for m in held if m != headline)] if headline in held else held
+
+
 def plot_utility(utility: Mapping[str, Any], path: Path) -> None:
-    """Test accuracy per head for each training set; dots are single models."""
-    heads = list(utility["synthetic"]["by_head"])
-    sets = shown_sets(utility)
+    """One panel per metric (the headline first): the metric per head for each training set,
+    bars the mean and dots single models; dashed, the majority-class predictor; dotted, chance
+    (1/C, for macro-F1 and balanced accuracy)."""
+    heads = list(utility["synthetic"].get("by_head", {}))
+    sets = [key for key in shown_sets(utility) if key != "majority_class"]
+    metrics = _utility_metrics(utility)
     width = 0.8 / len(sets)
-    figure, axes = plt.subplots(figsize=(8, 3.6), dpi=120)
-    for i, key in enumerate(sets):
-        by_head = utility[key].get("by_head", {})
-        for h, head in enumerate(heads):
-            if head not in by_head:
-                continue
-            scores = by_head[head]
-            x = h + (i - (len(sets) - 1) / 2) * width
-            axes.bar(
-                x,
-                scores["accuracy_mean"],
-                width * 0.9,
-                color=f"C{i}",
-                label=utility_label(key) if h == 0 else None,
+    figure, panels = plt.subplots(
+        1, len(metrics), figsize=(4.2 * len(metrics) + 2.2, 3.6), dpi=120, squeeze=False
+    )
+    classes = len(utility["synthetic"].get("recall_by_class", {}))
+    for axes, metric in zip(panels[0], metrics, strict=True):
+        for i, key in enumerate(sets):
+            by_head = utility[key].get("by_head", {})
+            for h, head in enumerate(heads):
+                scores = by_head.get(head, {})
+                if f"{metric}_mean" not in scores:
+                    continue
+                x = h + (i - (len(sets) - 1) / 2) * width
+                axes.bar(
+                    x,
+                    scores[f"{metric}_mean"],
+                    width * 0.9,
+                    color=f"C{i}",
+                    label=utility_label(key) if h == 0 else None,
+                )
+                values = scores.get(PER_MODEL_KEYS[metric], [])
+                axes.plot([x] * len(values), values, "k.", ms=3)
+        majority = utility.get("majority_class", {}).get(f"{metric}_mean")
+        if majority is not None:
+            axes.axhline(
+                majority, color="0.3", ls="--", lw=1, label=utility_label("majority_class")
             )
-            accuracies = scores.get("accuracies", [])
-            axes.plot([x] * len(accuracies), accuracies, "k.", ms=3)
-    axes.set_xticks(range(len(heads)), heads)
-    axes.set_ylabel("test accuracy")
-    axes.set_ylim(0, 1)
-    axes.set_title("Heads trained on each set, tested on the real test split")
-    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        if metric != "accuracy" and classes:
+            axes.axhline(1.0 / classes, color="0.3", ls=":", lw=1, label="chance (1/C)")
+        axes.set_xticks(range(len(heads)), heads)
+        headline = " (headline)" if metric == metrics[0] and len(metrics) > 1 else ""
+        axes.set_ylabel(f"test {metric_name(metric)}{headline}")
+        axes.set_ylim(0, 1)
+    legend: dict[str, Any] = {}  # label -> handle, over every panel (chance: not on accuracy)
+    for axes in panels[0]:
+        for handle, label in zip(*axes.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    figure.suptitle("Heads trained on each set, tested on the real test split", fontsize=10)
+    panels[0][-1].legend(
+        list(legend.values()),
+        list(legend),
+        fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        frameon=False,
+    )
     _save(figure, path)
 
 
@@ -151,9 +220,60 @@ register_figure(
     Figure(
         name="utility",
         section="utility",
-        caption="Test accuracy of fresh heads trained on each set (bars: mean; dots: models).",
+        caption="Test metrics of fresh heads trained on each set, the headline metric first "
+        "(bars: mean; dots: models; dashed: the majority-class predictor; dotted: chance).",
         applies=lambda report: "synthetic" in report.get("utility", {}),
         draw=lambda report, path: plot_utility(report["utility"], path),
+    )
+)
+
+
+def plot_recall_by_class(utility: Mapping[str, Any], path: Path) -> None:
+    """Mean test recall on each class (columns) of heads trained on each set (rows): a class
+    no model of a set predicts is a 0 in its row."""
+    sets = [
+        key
+        for key in shown_sets(utility)
+        if key != "majority_class" and utility[key].get("recall_by_class")
+    ]
+    classes = list(utility["synthetic"]["recall_by_class"])
+    grid = [
+        [utility[key]["recall_by_class"].get(name, {}).get("mean", math.nan) for name in classes]
+        for key in sets
+    ]
+    labelled = len(classes) <= 40
+    figure, axes = plt.subplots(
+        figsize=(min(max(3.5 + 0.45 * len(classes), 6.0), 14), 1.4 + 0.4 * len(sets)), dpi=120
+    )
+    image = axes.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    if len(classes) <= 12:  # few cells: write the recall into each
+        for row, values in enumerate(grid):
+            for column, value in enumerate(values):
+                shade = "white" if value < 0.5 else "black"
+                axes.text(
+                    column, row, f"{value:.2f}", ha="center", va="center", fontsize=7, color=shade
+                )
+    axes.set_yticks(range(len(sets)), [utility_label(key) for key in sets], fontsize=8)
+    if labelled:
+        axes.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=7)
+    else:
+        axes.set_xlabel(f"{len(classes)} classes (names in report.json)")
+        axes.set_xticks([])
+    figure.colorbar(image, ax=axes, label="recall", fraction=0.03)
+    axes.set_title("Test recall on each class", fontsize=10)
+    _save(figure, path)
+
+
+register_figure(
+    Figure(
+        name="utility_recall",
+        section="utility",
+        caption="Mean test recall on each class of heads trained on each set: a class no model "
+        "of a set predicts shows as 0.",
+        applies=lambda report: bool(
+            report.get("utility", {}).get("synthetic", {}).get("recall_by_class")
+        ),
+        draw=lambda report, path: plot_recall_by_class(report["utility"], path),
     )
 )
 

@@ -6,7 +6,7 @@ import math
 import platform
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -19,7 +19,7 @@ from tdd_priv.config import RunConfig
 from tdd_priv.data import LabeledData, PoolCheck, PublicTexts, Splits
 from tdd_priv.data.release import AuditedRelease
 from tdd_priv.device import describe_device
-from tdd_priv.evaluate import Utility
+from tdd_priv.evaluate import METRICS, Utility, choose_headline, headline_floor
 from tdd_priv.fingerprint import sha256_json
 from tdd_priv.methods import SyntheticSet
 from tdd_priv.policy import Policy, judge
@@ -29,7 +29,7 @@ from tdd_priv.report.claim import PrivacyClaim, TextOrigin, build_claim
 from tdd_priv.report.schema import SCHEMA_VERSION
 from tdd_priv.state import keyed_digest
 
-__all__ = ["SCHEMA_VERSION", "RunRecord", "build_report", "source_commit"]
+__all__ = ["SCHEMA_VERSION", "RunRecord", "build_report", "source_commit", "utility_section"]
 
 _PACKAGES = (
     "tdd-priv",
@@ -151,7 +151,9 @@ def _synthetic(record: RunRecord) -> dict[str, Any]:
         "size": len(realized.texts),
         "per_class": record.config.per_class,
         "label_counts": {names[i]: int(n) for i, n in enumerate(counts)},
-        "soft_labels": record.synthetic.soft_labels is not None,
+        # what the released texts (synthetic/data.jsonl) carry: a learned set's soft labels do
+        # not reach texts chosen anew (public-match selects its own texts with hard labels)
+        "soft_labels": realized.soft_labels is not None,
         "realization": realized.strategy,
         "text_source": realized.source,
         "releases_private_records": realized.source == "private",
@@ -244,6 +246,58 @@ def _release(record: RunRecord, release: AuditedRelease) -> dict[str, Any]:
     return section
 
 
+def utility_section(
+    utilities: Mapping[str, Utility],
+    *,
+    test_labels: np.ndarray,
+    class_names: Sequence[str],
+    protocol: Mapping[str, Any],
+) -> dict[str, Any]:
+    """report.json's `utility`: every evaluated set's scores (`Utility.to_json`), the headline
+    metric chosen for this test split (`choose_headline`) and the floor (majority-class
+    predictor or chance) each set's headline is marked against (`at_or_below_floor`).
+
+    test_labels: (n,) int64 labels of the test split; `protocol`: how the sets were evaluated
+    (heads, seeds, ...), completed here with the metrics, the headline and the floor."""
+    names = list(class_names)
+    headline = choose_headline(test_labels, len(names), names)
+    floor = headline_floor(
+        headline.metric, utilities.get("majority_class"), test_labels, len(names)
+    )
+    entries = {name: utility.to_json(names) for name, utility in utilities.items()}
+    for name, entry in entries.items():
+        value = entry.get(f"{headline.metric}_mean")
+        if name != "majority_class" and value is not None:
+            entry["at_or_below_floor"] = floor.reached(value)
+    note = "Measured on private data; outside any privacy guarantee."
+    return {
+        "protocol": {
+            **protocol,
+            "metrics": list(METRICS),
+            **headline.to_json(),
+            "headline_floor": floor.to_json(),
+            "note": protocol.get("note", note),
+        },
+        **entries,
+    }
+
+
+def _utility(record: RunRecord) -> dict[str, Any]:
+    evaluation = record.config.evaluation
+    labels = np.asarray(record.labeled.dataset["label"], dtype=np.int64)
+    return utility_section(
+        record.utility,
+        test_labels=labels[record.splits.test],
+        class_names=record.labeled.label_names,
+        protocol={
+            "heads": list(evaluation.heads),
+            "seeds_per_head": evaluation.seeds,
+            "training_steps": evaluation.steps,
+            "test_split_size": len(record.splits.test),
+        },
+    )
+
+
 def source_commit() -> tuple[str | None, bool | None]:
     """(commit, has uncommitted changes) of the git checkout tdd-priv runs from, if it runs from
     one (an editable install); (None, None) otherwise."""
@@ -329,16 +383,7 @@ def _build_report(record: RunRecord) -> dict[str, Any]:
         },
         "privacy": _privacy(record),
         "synthetic": _synthetic(record),
-        "utility": {
-            "protocol": {
-                "heads": list(config.evaluation.heads),
-                "seeds_per_head": config.evaluation.seeds,
-                "training_steps": config.evaluation.steps,
-                "test_split_size": len(record.splits.test),
-                "note": "Measured on private data; outside any privacy guarantee.",
-            },
-            **{name: utility.to_json() for name, utility in record.utility.items()},
-        },
+        "utility": _utility(record),
         **({"release": _release(record, record.release)} if record.release is not None else {}),
         "audits": {
             # the detox step's screening of the released texts (issue 6), when it ran

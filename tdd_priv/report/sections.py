@@ -18,7 +18,14 @@ from typing import Any, Literal
 
 from tdd_priv.report.claim import PrivacyClaim
 from tdd_priv.report.escape import protect
-from tdd_priv.report.figures import shown_sets, utility_label
+from tdd_priv.report.figures import (
+    BASELINE_SETS,
+    floor_words,
+    headline_metric,
+    metric_name,
+    shown_sets,
+    utility_label,
+)
 
 __all__ = [
     "AUDIT_SECTIONS",
@@ -141,10 +148,23 @@ def _number(value: Any) -> str:
     return str(value)
 
 
-def _accuracy(entry: Mapping[str, Any]) -> str:
+def _score(entry: Mapping[str, Any], metric: str = "accuracy") -> str:
+    """ "mean ± std" of a metric over a set's models; "—" where the report lacks the metric
+    (older reports hold accuracy only)."""
     if "accuracy_mean" not in entry:  # no model could be trained on the set
         return "not computable"
-    return f"{entry['accuracy_mean']:.3f} ± {entry['accuracy_std']:.3f}"
+    if f"{metric}_mean" not in entry:
+        return "—"
+    if entry.get("n_models") == 1:  # one model (the majority-class predictor): no spread
+        return f"{entry[f'{metric}_mean']:.3f}"
+    return f"{entry[f'{metric}_mean']:.3f} ± {entry[f'{metric}_std']:.3f}"
+
+
+def _fraction(value: Any) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+_SECONDARY = ("accuracy", "macro_f1", "balanced_accuracy")
 
 
 def _scalars(payload: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
@@ -173,12 +193,30 @@ def _figures(report: Mapping[str, Any], section: str) -> tuple[FigureRef, ...]:
 
 
 def utility_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(set label, "mean ± std (n models)") for every evaluated set, in display order."""
+    """(set label, its scores) for every evaluated set, in display order: the headline metric
+    first, then the other metrics the report holds, the lowest recall on a class, the number
+    of models, and a mark when the headline does not beat the majority-class predictor or
+    chance ("— at or below the majority-class predictor")."""
     utility = report["utility"]
-    return [
-        (utility_label(key), f"{_accuracy(utility[key])} ({utility[key]['n_models']} models)")
-        for key in shown_sets(utility)
-    ]
+    headline = headline_metric(utility)
+    rows = []
+    for key in shown_sets(utility):
+        entry = utility[key]
+        parts = [f"{metric_name(headline)} {_score(entry, headline)}"]
+        if "accuracy_mean" in entry:
+            parts += [
+                f"{metric_name(metric)} {_score(entry, metric)}"
+                for metric in _SECONDARY
+                if metric != headline and f"{metric}_mean" in entry
+            ]
+            if "min_class_recall_mean" in entry:
+                parts.append(f"lowest class recall {entry['min_class_recall_mean']:.3f}")
+        models = "constant" if key == "majority_class" else f"{entry['n_models']} models"
+        text = " · ".join(parts) + f" ({models})"
+        if words := floor_words(utility, key):
+            text += f" — {words}"
+        rows.append((utility_label(key), text))
+    return rows
 
 
 def _privacy_cell(claim: PrivacyClaim) -> Cell:
@@ -224,27 +262,60 @@ def _method_cell(report: Mapping[str, Any]) -> str:
     )
 
 
-def _summary(report: Mapping[str, Any]) -> Section:
-    dataset, utility = report["dataset"], report["utility"]
-    synthetic_mean = utility["synthetic"].get("accuracy_mean")
+def _utility_cell(utility: Mapping[str, Any]) -> str:
+    """The summary's utility line: the headline metric, named, for the released set against
+    DP-SGD, full data, random k and the majority-class predictor; the sets at or below the
+    floor are named in words."""
+    headline = headline_metric(utility)
+    key = f"{headline}_mean"
+    synthetic_mean = utility["synthetic"].get(key)
 
     def difference(entry: Mapping[str, Any]) -> str:
-        if synthetic_mean is None or "accuracy_mean" not in entry:
+        if synthetic_mean is None or key not in entry:
             return ""
-        return f" ({synthetic_mean - entry['accuracy_mean']:+.3f})"
+        return f" ({synthetic_mean - entry[key]:+.3f})"
 
     versus = [
-        f"{utility_label(key)} {_accuracy(utility[key])}{difference(utility[key])}"
-        for key in ("dp_sgd", "full_data", "random")
-        if key in utility
+        f"{utility_label(name)} {_score(utility[name], headline)}{difference(utility[name])}"
+        for name in ("dp_sgd", "full_data", "random")
+        if name in utility
     ]
-    released = f"synthetic **{_accuracy(utility['synthetic'])}**"
+    if key in utility.get("majority_class", {}):
+        versus.append(f"majority-class predictor {utility['majority_class'][key]:.3f}")
+    released = f"synthetic **{_score(utility['synthetic'], headline)}**"
     if "realized" in shown_sets(utility):
-        released += f" (as texts **{_accuracy(utility['realized'])}**)"
-    utility_cell = (
-        f"{released} vs " + "; ".join(versus) + " — test accuracy, mean ± std over "
-        f"{utility['synthetic']['n_models']} models (difference in brackets)"
+        released += f" (as texts **{_score(utility['realized'], headline)}**)"
+    protocol = utility.get("protocol", {})
+    cell = (
+        f"{released} vs " + "; ".join(versus) + f" — test {metric_name(headline)}, mean ± std "
+        f"over {utility['synthetic']['n_models']} models (difference in brackets)."
     )
+    if "headline_reason" in protocol:
+        cell += (
+            f" Headline metric: **{metric_name(headline)}**, because {protocol['headline_reason']}."
+        )
+    marked = [name for name in shown_sets(utility) if floor_words(utility, name)]
+    released_sets = [name for name in marked if name not in BASELINE_SETS]
+    if released_sets:
+        cell += (
+            " **" + ", ".join(utility_label(name) for name in released_sets) + ": "
+            f"{floor_words(utility, released_sets[0])}** "
+            f"({protocol.get('headline_floor', {}).get('statement', '')})."
+        )
+    baselines = [name for name in marked if name in BASELINE_SETS]
+    if baselines:
+        cell += (
+            " Baselines "
+            + f"{floor_words(utility, baselines[0])}: "
+            + ", ".join(utility_label(name) for name in baselines)
+            + "."
+        )
+    return cell
+
+
+def _summary(report: Mapping[str, Any]) -> Section:
+    dataset, utility = report["dataset"], report["utility"]
+    utility_cell = _utility_cell(utility)
     verdicts = report.get("verdicts", {})
     audits_cell: Cell = (
         tuple(item for name, v in verdicts.items() for item in (_verdict_badge(v), f"{name}  "))
@@ -272,14 +343,71 @@ def _summary(report: Mapping[str, Any]) -> Section:
     return Section("summary", "Summary", (Table(("", ""), tuple(rows)),))
 
 
+_RECALL_CLASSES_SHOWN = 30  # more classes: only the ones the released set recalls least
+
+
+def _recall_blocks(utility: Mapping[str, Any], sets: list[str]) -> list[Block]:
+    """Recall on each class per set (classes as rows), and the classes a set never recalls."""
+    sets = [k for k in sets if k != "majority_class" and utility[k].get("recall_by_class")]
+    if not sets:
+        return []
+    released = "realized" if "realized" in sets else sets[0]
+    classes = list(utility[released]["recall_by_class"])
+
+    def recall(key: str, name: str) -> float | None:
+        value = utility[key]["recall_by_class"].get(name, {}).get("mean")
+        return None if value is None else float(value)
+
+    note = ""
+    if len(classes) > _RECALL_CLASSES_SHOWN:
+        classes = sorted(classes, key=lambda name: recall(released, name) or 0.0)
+        classes = classes[:_RECALL_CLASSES_SHOWN]
+        note = (
+            f" The {_RECALL_CLASSES_SHOWN} classes {utility_label(released)} recalls least are "
+            "shown; every class is in report.json (`recall_by_class`)."
+        )
+    rows = tuple((name, *(_number(recall(key, name)) for key in sets)) for name in classes)
+    blocks: list[Block] = [
+        Paragraph(
+            "Recall on each class (the share of its test rows a model gets right; mean over the "
+            "models). A class no model of a set predicts scores 0, whatever the accuracy." + note
+        ),
+        Table(("class", *(utility_label(key) for key in sets)), rows),
+    ]
+    never = {
+        key: [name for name in utility[key]["recall_by_class"] if recall(key, name) == 0.0]
+        for key in sets
+    }
+    if any(never.values()):
+        blocks.append(
+            Paragraph(
+                "Classes no model trained on the set gets right: "
+                + "; ".join(
+                    f"{utility_label(key)}: {', '.join(names)}"
+                    for key, names in never.items()
+                    if names
+                )
+                + ".",
+                tone="warn",
+            )
+        )
+    return blocks
+
+
 def _utility(report: Mapping[str, Any]) -> Section:
     utility = report["utility"]
     protocol = utility.get("protocol", {})
+    headline = headline_metric(utility)
     sets = shown_sets(utility)
     heads = list(utility["synthetic"].get("by_head", {}))
     text_models = list(
         dict.fromkeys(name for key in sets for name in utility[key].get("cross_architecture", {}))
     )
+    metrics = [headline] + [
+        m for m in _SECONDARY if m != headline and any(f"{m}_mean" in utility[k] for k in sets)
+    ]
+    lowest = any("min_class_recall_mean" in utility[k] for k in sets)
+    marks = {key: words for key in sets if (words := floor_words(utility, key))}
     # (what, why) -> the sets it was not computable on, for the note below the table
     unavailable: dict[tuple[str, str], list[str]] = {}
     # (model, how it was trained) -> the sets whose models were trained so (a subsample, DP)
@@ -295,15 +423,13 @@ def _utility(report: Mapping[str, Any]) -> Section:
                 why = str(models[name]["not_computable"])
                 unavailable.setdefault((name, why), []).append(utility_label(key))
             return "not computable"
-        return f"{models[name]['accuracy_mean']:.3f}"
+        value = models[name].get(f"{headline}_mean")
+        return "—" if value is None else f"{value:.3f}"
 
     rows = []
     for key in sets:
         entry = utility[key]
-        if "accuracy_mean" in entry:
-            overall = _accuracy(entry)
-        else:
-            overall = "not computable"
+        if "accuracy_mean" not in entry:
             why = str(entry.get("not_computable", "?"))
             unavailable.setdefault(("every head", why), []).append(utility_label(key))
         by_head = entry.get("by_head", {})
@@ -311,17 +437,31 @@ def _utility(report: Mapping[str, Any]) -> Section:
         rows.append(
             (
                 utility_label(key),
-                overall,
-                str(entry["n_models"]),
+                *(_score(entry, metric) for metric in metrics),
+                *((_fraction(entry.get("min_class_recall_mean")),) if lowest else ()),
+                "constant" if key == "majority_class" else str(entry["n_models"]),
                 *(score(key, by_head, head) for head in heads),
                 *(score(key, texts, name) for name in text_models),
+                *((Badge(marks[key], "warn") if key in marks else "",) if marks else ()),
             )
         )
     intro = (
-        f"Test accuracy on the real test split ({protocol.get('test_split_size', '?')} rows) of "
-        f"fresh heads ({', '.join(heads)}; {protocol.get('seeds_per_head', '?')} seeds each) "
-        f"trained on each set. {protocol.get('note', '')}"
+        f"Test {', '.join(metric_name(m) for m in metrics)} on the real test split "
+        f"({protocol.get('test_split_size', '?')} rows) of fresh heads ({', '.join(heads)}; "
+        f"{protocol.get('seeds_per_head', '?')} seeds each) trained on each set, mean ± std over "
+        f"the models; the per-head columns show {metric_name(headline)}. "
+        f"{protocol.get('note', '')}"
     )
+    if "headline_reason" in protocol:
+        intro += (
+            f" Headline metric: **{metric_name(headline)}**, because {protocol['headline_reason']}."
+        )
+    if "majority_class" in sets:
+        intro += (
+            " The majority-class predictor gives every test row the most frequent class of the "
+            "private training members; a set whose headline does not beat it, or chance (1/C "
+            "for macro-F1), is marked."
+        )
     if text_models:
         intro += (
             f" Text models ({', '.join(text_models)}) learn from the texts themselves, not from "
@@ -333,13 +473,21 @@ def _utility(report: Mapping[str, Any]) -> Section:
             "the set's soft labels where it has them), one model per seed; in the DP-SGD row it "
             "is fine-tuned by DP-SGD on the private members at the run's (ε, δ)."
         )
-    blocks: list[Block] = [
-        Paragraph(intro.strip()),
-        Table(
-            ("trained on", "accuracy", "models", *heads, *(f"{m} (texts)" for m in text_models)),
-            tuple(rows),
-        ),
-    ]
+    if "realized_hard_labels" in sets:
+        intro += (
+            " The released texts carry soft labels; heads trained on the same texts with hard "
+            "labels show what the soft labels do to each class."
+        )
+    header = (
+        "trained on",
+        *(f"{metric_name(m)} (headline)" if m == headline else metric_name(m) for m in metrics),
+        *(("lowest class recall",) if lowest else ()),
+        "models",
+        *heads,
+        *(f"{m} (texts)" for m in text_models),
+        *(("",) if marks else ()),
+    )
+    blocks: list[Block] = [Paragraph(intro.strip()), Table(header, tuple(rows))]
     if notes:
         blocks.append(
             Paragraph(
@@ -349,6 +497,15 @@ def _utility(report: Mapping[str, Any]) -> Section:
                     for (name, note), labels in notes.items()
                 )
                 + "."
+            )
+        )
+    if marks:
+        floor = protocol.get("headline_floor", {})
+        blocks.append(
+            Paragraph(
+                "; ".join(f"{utility_label(key)}: {words}" for key, words in marks.items())
+                + (f" ({floor['statement']})." if floor.get("statement") else "."),
+                tone="warn",
             )
         )
     if unavailable:
@@ -363,6 +520,7 @@ def _utility(report: Mapping[str, Any]) -> Section:
                 tone="warn",
             )
         )
+    blocks += _recall_blocks(utility, sets)
     return Section("utility", "Utility", (*blocks, *_figures(report, "utility")))
 
 

@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from tdd_priv.evaluate import METRICS
 from tdd_priv.study.table import StudyTable
 
 __all__ = ["STUDY_FIGURES", "SeedSummary", "draw_study_figures", "summarize_over_seeds"]
@@ -177,6 +178,27 @@ def plot_accuracy_vs_epsilon(table: StudyTable) -> Any | None:
     )
 
 
+def plot_macro_f1_vs_epsilon(table: StudyTable) -> Any | None:
+    """Macro-F1 of the released texts vs ε: every class counts alike, so a method that starves
+    a rare class shows here even where its accuracy looks fine."""
+    return _plot_against_epsilon(
+        table,
+        "realized_macro_f1",
+        ylabel="test macro-F1 (released texts)",
+        title="macro-F1 vs ε",
+        baseline="dp_sgd_macro_f1",
+    )
+
+
+def _headline_name(table: StudyTable) -> str:
+    """The headline metric's name when every cell's report leads with the same one."""
+    metrics = {row.get("headline_metric") for row in table.rows} - {None}
+    if len(metrics) == 1:
+        metric = str(metrics.pop())
+        return METRICS.get(metric, metric)
+    return "headline metric"
+
+
 def plot_fairness_vs_epsilon(table: StudyTable) -> Any | None:
     return _plot_against_epsilon(
         table,
@@ -198,7 +220,11 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, flo
 
 
 def plot_pareto(table: StudyTable) -> Any | None:
-    risk, utility = "mia_tpr_at_1pct_fpr", "realized_accuracy"
+    """Each configuration's released texts: their headline metric (accuracy or macro-F1, as
+    the reports chose) against membership risk."""
+    risk, utility = "mia_tpr_at_1pct_fpr", "realized_headline"
+    if all(row.get(utility) is None for row in table.rows):  # reports without a headline
+        utility = "realized_accuracy"
     summaries = [
         s
         for s in summarize_over_seeds(table, [risk, utility])
@@ -247,7 +273,8 @@ def plot_pareto(table: StudyTable) -> Any | None:
         ax.plot([], [], "o", color=colors(methods.index(method) % 10), label=method)
     ax.plot([], [], "s", color="gray", markerfacecolor="white", label="no DP")
     ax.set_xlabel("membership inference TPR at 1 % FPR (lower is safer)")
-    ax.set_ylabel("test accuracy (released texts)")
+    name = _headline_name(table) if utility == "realized_headline" else "accuracy"
+    ax.set_ylabel(f"test {name} (released texts)")
     ax.set_title("utility vs membership risk (mean over seeds)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
@@ -261,8 +288,13 @@ STUDY_FIGURES = {
         "Accuracy vs ε per method, DP-SGD beside it (mean ± std over seeds)",
         plot_accuracy_vs_epsilon,
     ),
+    "macro_f1_vs_epsilon": (
+        "Macro-F1 vs ε per method, DP-SGD beside it (mean ± std over seeds)",
+        plot_macro_f1_vs_epsilon,
+    ),
     "pareto_utility_vs_mia": (
-        "Utility vs membership-inference TPR at 1 % FPR, with the Pareto front",
+        "Utility (each report's headline metric) vs membership-inference TPR at 1 % FPR, with "
+        "the Pareto front",
         plot_pareto,
     ),
     "fairness_gap_vs_epsilon": (

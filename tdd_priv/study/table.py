@@ -41,8 +41,35 @@ def _dp(report: Report) -> bool:
     return report_value(report, "privacy.mode") == "dp"
 
 
+def _headline_metric(report: Report) -> str | None:
+    """The report's headline metric; accuracy for reports written before there was a choice."""
+    if report_value(report, "utility.realized") is None:
+        return None
+    return str(report_value(report, "utility.protocol.headline_metric") or "accuracy")
+
+
+def _headline(key: str) -> Callable[[Report], Any]:
+    def read(report: Report) -> float | None:
+        metric = _headline_metric(report)
+        return report_number(report, f"utility.{key}.{metric}_mean") if metric else None
+
+    return read
+
+
 # The measured columns, in order, each read from report.json.
 COLUMNS: tuple[Column, ...] = (
+    Column("headline_metric", "the metric the cell's report leads with (macro-F1 when the rarest "
+           "class is under half a balanced share of the test split, else accuracy)",
+           _headline_metric),
+    Column("realized_headline", "that metric, heads trained on the released texts",
+           _headline("realized")),
+    Column("dp_sgd_headline", "that metric, DP-SGD on the private train split at the same ε",
+           _headline("dp_sgd")),
+    Column("majority_class_headline", "that metric, the majority-class predictor",
+           _headline("majority_class")),
+    Column("realized_at_or_below_floor", "the released texts' headline does not beat the "
+           "majority-class predictor or chance",
+           lambda report: report_value(report, "utility.realized.at_or_below_floor")),
     Column("realized_accuracy", "test accuracy, heads trained on the released texts",
            _reader("utility.realized.accuracy_mean")),
     Column("realized_accuracy_std", "its std over models",
@@ -55,6 +82,24 @@ COLUMNS: tuple[Column, ...] = (
            _reader("utility.full_data.accuracy_mean")),
     Column("random_accuracy", "k random private records per class",
            _reader("utility.random.accuracy_mean")),
+    Column("realized_macro_f1", "test macro-F1, heads trained on the released texts",
+           _reader("utility.realized.macro_f1_mean")),
+    Column("realized_balanced_accuracy", "test balanced accuracy (mean recall over classes), "
+           "released texts", _reader("utility.realized.balanced_accuracy_mean")),
+    Column("realized_min_class_recall", "the lowest recall on any class, released texts",
+           _reader("utility.realized.min_class_recall_mean")),
+    Column("realized_hard_labels_macro_f1", "test macro-F1, the released texts with hard labels "
+           "(when they carry soft labels)", _reader("utility.realized_hard_labels.macro_f1_mean")),
+    Column("synthetic_macro_f1", "test macro-F1, heads trained on the synthetic vectors",
+           _reader("utility.synthetic.macro_f1_mean")),
+    Column("dp_sgd_macro_f1", "test macro-F1, DP-SGD at the same ε",
+           _reader("utility.dp_sgd.macro_f1_mean")),
+    Column("full_data_macro_f1", "test macro-F1, the whole private train split",
+           _reader("utility.full_data.macro_f1_mean")),
+    Column("random_macro_f1", "test macro-F1, k random private records per class",
+           _reader("utility.random.macro_f1_mean")),
+    Column("majority_class_accuracy", "test accuracy of the majority-class predictor",
+           _reader("utility.majority_class.accuracy_mean")),
     Column("mia_auc", "membership inference: AUC of the strongest attack",
            _reader("audits.membership.auc")),
     Column("mia_tpr_at_1pct_fpr", "membership inference: TPR at 1 % FPR",
