@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from tdd_priv.errors import ConfigError
 from tdd_priv.heads import train_head
 from tdd_priv.methods import SyntheticSet
 from tdd_priv.methods.teacher import TeacherConfig, select_for_teacher
@@ -17,6 +18,7 @@ from tdd_priv.selection import greedy_kernel_selection
 
 __all__ = [
     "REALIZERS",
+    "FitTarget",
     "RealizationInput",
     "RealizeSettings",
     "RealizedSet",
@@ -25,6 +27,12 @@ __all__ = [
 ]
 
 TextSource = Literal["public", "private"]
+# What the released texts were fitted to, so the report can say who made them: "method" (the
+# method chose these very texts or records itself: dpsgd-teacher, pe-vote, coresets),
+# "release" (fitted to the method's released vectors and labels: they change with the method),
+# "private-data" (selected against the private records directly: the method does not decide
+# them).
+FitTarget = Literal["method", "release", "private-data"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,7 @@ class RealizedSet:
     # audits.toxicity section. None when the step did not run.
     flagged: np.ndarray | None = None
     screening: Mapping[str, Any] | None = None
+    fitted_to: FitTarget = "release"
 
 
 def ranked_spares(
@@ -130,9 +139,12 @@ def public_nearest(
 ) -> RealizedSet:
     """Each synthetic vector becomes its nearest unused public text, with the synthetic label."""
     rows = _exact_public_rows(synthetic, pool)
-    if rows is None:
-        rows = _nearest_unused(synthetic.embeddings, pool.public_embeddings)
-    return _public_rows_set(synthetic, pool, rows, settings, strategy="public-nearest")
+    if rows is not None:
+        return _public_rows_set(synthetic, pool, rows, settings, strategy="public-nearest")
+    rows = _nearest_unused(synthetic.embeddings, pool.public_embeddings)
+    return _public_rows_set(
+        synthetic, pool, rows, settings, strategy="public-nearest", fitted_to="release"
+    )
 
 
 def _public_rows_set(
@@ -142,8 +154,10 @@ def _public_rows_set(
     settings: RealizeSettings,
     *,
     strategy: str,
+    fitted_to: FitTarget = "method",
 ) -> RealizedSet:
-    """Public texts `rows`, one per synthetic vector, with its label (and soft label)."""
+    """Public texts `rows`, one per synthetic vector, with its label (and soft label); by
+    default the rows are the method's own selection (its vectors are these texts)."""
     return RealizedSet(
         texts=tuple(pool.public_texts[i] for i in rows),
         labels=synthetic.labels.copy(),
@@ -155,6 +169,7 @@ def _public_rows_set(
         spares=ranked_spares(
             synthetic.embeddings, pool.public_embeddings, settings.spares_per_text
         ),
+        fitted_to=fitted_to,
     )
 
 
@@ -185,6 +200,8 @@ def private_coreset(
             settings.spares_per_text,
             allowed=pool.private_labels[None, :] == synthetic.labels[:, None],
         ),
+        # a coreset's rows are the method's choice; other vectors' nearest records follow them
+        fitted_to="method" if synthetic.private_rows is not None else "release",
     )
 
 
@@ -197,36 +214,26 @@ def _candidates(synthetic: SyntheticSet, pool: RealizationInput, per_vector: int
     return np.unique(nearest)
 
 
-def public_match(
-    synthetic: SyntheticSet, pool: RealizationInput, settings: RealizeSettings
+def _kernel_choice(
+    synthetic: SyntheticSet,
+    pool: RealizationInput,
+    settings: RealizeSettings,
+    reference_x: np.ndarray,
+    reference_y: np.ndarray,
+    *,
+    strategy: str,
+    fitted_to: FitTarget,
 ) -> RealizedSet:
-    """Labeled public texts chosen greedily so that kernel ridge regression on them best predicts
-    a reference labeled set; candidates are the public texts near the synthetic set.
-
-    The reference is the private training set when the run is not private (a sample of
-    `real_batch` records), and the released synthetic set itself (its vectors and labels) under
-    DP, which makes the selection post-processing. A set whose vectors already are public texts
-    (dpsgd-teacher selects them itself) is released as it is, soft labels included.
-    """
-    exact = _exact_public_rows(synthetic, pool)
-    if exact is not None:
-        return _public_rows_set(synthetic, pool, exact, settings, strategy="public-match")
+    """Labeled public texts, as many per class as the synthetic set has, chosen greedily among
+    the public texts near the synthetic vectors so that kernel ridge regression on them best
+    predicts the reference (x (n, d), targets (n, C))."""
     candidates = _candidates(synthetic, pool, settings.candidates_per_vector)
-    classes = int(synthetic.labels.max()) + 1
-    if pool.private_embeddings is not None and pool.private_labels is not None:
-        rng = numpy_rng(settings.seed, "public-match")
-        n = len(pool.private_labels)
-        real = rng.choice(n, size=min(settings.real_batch, n), replace=False)
-        reference_x = pool.private_embeddings[real]
-        reference_y = np.eye(classes, dtype=np.float32)[pool.private_labels[real]]
-    else:
-        reference_x = synthetic.embeddings
-        reference_y = synthetic.training_arrays(classes).targets
+    classes = int(reference_y.shape[1])
     selection = greedy_kernel_selection(
         torch.from_numpy(np.ascontiguousarray(reference_x, dtype=np.float32)),
         torch.from_numpy(np.ascontiguousarray(reference_y, dtype=np.float32)),
         torch.from_numpy(pool.public_embeddings[candidates]),
-        per_class=int(np.bincount(synthetic.labels).max()),
+        per_class=np.bincount(synthetic.labels, minlength=classes),
         num_classes=classes,
         kernel=settings.kernel,
         progress=settings.progress,
@@ -239,10 +246,63 @@ def public_match(
         embeddings=pool.public_embeddings[rows[order]],
         source="public",
         rows=rows[order],
-        strategy="public-match",
+        strategy=strategy,
         spares=ranked_spares(  # the public texts nearest to each chosen one
             pool.public_embeddings[rows[order]], pool.public_embeddings, settings.spares_per_text
         ),
+        fitted_to=fitted_to,
+    )
+
+
+def public_match(
+    synthetic: SyntheticSet, pool: RealizationInput, settings: RealizeSettings
+) -> RealizedSet:
+    """Labeled public texts chosen greedily so that kernel ridge regression on them best predicts
+    the released synthetic set (its vectors and labels); candidates are the public texts near
+    the synthetic vectors. It reads only the release and the pool, with or without DP, so the
+    texts are the method's: a different method gives different texts. A set whose vectors
+    already are public texts (dpsgd-teacher, pe-vote select them themselves) is released as it
+    is, soft labels included."""
+    exact = _exact_public_rows(synthetic, pool)
+    if exact is not None:
+        return _public_rows_set(synthetic, pool, exact, settings, strategy="public-match")
+    classes = int(synthetic.labels.max()) + 1
+    return _kernel_choice(
+        synthetic,
+        pool,
+        settings,
+        synthetic.embeddings,
+        synthetic.training_arrays(classes).targets,
+        strategy="public-match",
+        fitted_to="release",
+    )
+
+
+def private_match(
+    synthetic: SyntheticSet, pool: RealizationInput, settings: RealizeSettings
+) -> RealizedSet:
+    """Non-private only: public-match's selection fitted to the private training data itself (a
+    sample of `real_batch` members) instead of the release. The method contributes only the
+    candidates (public texts near its vectors) and the number of texts per class, so the texts
+    are not the method's: the report attributes them to the private data."""
+    if pool.private_embeddings is None or pool.private_labels is None:
+        raise ConfigError(
+            "--realize private-match fits the texts to the private records, which a "
+            "differentially private run never passes to realization; use public-match, "
+            "public-teacher or public-nearest, or pass --no-dp"
+        )
+    rng = numpy_rng(settings.seed, "public-match")
+    n = len(pool.private_labels)
+    real = rng.choice(n, size=min(settings.real_batch, n), replace=False)
+    classes = int(max(synthetic.labels.max(), pool.private_labels.max())) + 1
+    return _kernel_choice(
+        synthetic,
+        pool,
+        settings,
+        pool.private_embeddings[real],
+        np.eye(classes, dtype=np.float32)[pool.private_labels[real]],
+        strategy="private-match",
+        fitted_to="private-data",
     )
 
 
@@ -294,6 +354,7 @@ REALIZERS: dict[str, Realizer] = {
     "public-match": public_match,
     "public-teacher": public_teacher,
     "private-coreset": private_coreset,
+    "private-match": private_match,
 }
 
 

@@ -13,14 +13,16 @@ so ‖E'‖² = ‖E‖² − 2 (Eᵀu_t)·g_t + ‖u_t‖² ‖g_t‖² for all
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from tdd_priv.methods.kip import KERNELS
 
-__all__ = ["Selection", "greedy_kernel_selection"]
+__all__ = ["Selection", "class_sizes", "greedy_kernel_selection"]
 
 
 @dataclass(frozen=True)
@@ -30,12 +32,22 @@ class Selection:
     losses: tuple[float, ...]  # mean squared residual on the real batch after each pick
 
 
+def class_sizes(per_class: int | Sequence[int] | np.ndarray, num_classes: int) -> torch.Tensor:
+    """(C,) int64 texts to choose per class: `per_class` for every class, or the given counts."""
+    if isinstance(per_class, int | np.integer):
+        return torch.full((num_classes,), int(per_class), dtype=torch.int64)
+    sizes = torch.as_tensor(np.asarray(per_class, dtype=np.int64))
+    if sizes.shape != (num_classes,) or bool((sizes < 0).any()):
+        raise ValueError(f"per-class sizes must be {num_classes} counts >= 0, got {sizes.tolist()}")
+    return sizes
+
+
 def greedy_kernel_selection(
     real_x: torch.Tensor,
     real_y: torch.Tensor,
     candidates: torch.Tensor,
     *,
-    per_class: int,
+    per_class: int | Sequence[int] | np.ndarray,
     num_classes: int,
     kernel: str = "ntk",
     regularization: float = 1e-3,
@@ -44,11 +56,14 @@ def greedy_kernel_selection(
     """Choose `per_class` candidates per class minimising the ridge loss on (real_x, real_y).
 
     real_x: (n, d) reference embeddings, real_y: (n, C) reference targets (one-hot or soft);
-    candidates: (N, d) public embeddings.
+    candidates: (N, d) public embeddings. `per_class`: one count for every class, or (C,)
+    counts, one per class (a class may get 0).
     """
-    if len(candidates) < per_class * num_classes:
+    sizes = class_sizes(per_class, num_classes)
+    total = int(sizes.sum())
+    if len(candidates) < total:
         raise ValueError(
-            f"only {len(candidates)} candidate texts for {per_class * num_classes} slots; "
+            f"only {len(candidates)} candidate texts for {total} slots; "
             "use a larger public pool or a smaller --per-class"
         )
     k = KERNELS[kernel]
@@ -59,15 +74,13 @@ def greedy_kernel_selection(
     # λ scales with the kernel's typical diagonal, as in KIP's krr_predict.
     ridge = regularization * k_cc_diag.mean()
     eye = torch.eye(num_classes, dtype=torch.float64)
-    remaining = torch.full((num_classes,), per_class)
+    remaining = sizes.clone()
     used = torch.zeros(len(cand), dtype=torch.bool)
     rows: list[int] = []
     labels: list[int] = []
     losses: list[float] = []
     residual = targets.clone()
-    for _ in tqdm(
-        range(per_class * num_classes), desc="public-match", disable=not progress, leave=False
-    ):
+    for _ in tqdm(range(total), desc="public-match", disable=not progress, leave=False):
         if rows:
             chosen = torch.tensor(rows)
             k_sc = k(cand[chosen], cand)  # (m, N)
