@@ -57,6 +57,7 @@ from tdd_priv.evaluate import LabeledTexts, Utility
 from tdd_priv.extensions import NO_EXTENSIONS, Auditor, CanaryMaker, Extensions, ToxicityScorer
 from tdd_priv.heads import HeadTraining, LabeledArrays
 from tdd_priv.methods import (
+    Allocation,
     DistillInput,
     ExpertTrajectories,
     GroupBalance,
@@ -290,6 +291,7 @@ def _distill_input(
         progress=config.progress,
         balance=_member_groups(loaded, splits) if config.fairness == "balanced" else None,
         public_embeddings=_public_embeddings(splits, encoded),
+        allocation=Allocation(config.allocation, config.total_size),
     )
 
 

@@ -9,16 +9,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from tdd_priv.errors import ConfigError
 from tdd_priv.heads import train_head
-from tdd_priv.methods import SyntheticSet
+from tdd_priv.methods import FitTarget, SyntheticSet
 from tdd_priv.methods.teacher import TeacherConfig, select_for_teacher
-from tdd_priv.seeding import derive_seed, numpy_rng
+from tdd_priv.seeding import derive_seed
 from tdd_priv.selection import greedy_kernel_selection
 
 __all__ = [
     "REALIZERS",
-    "FitTarget",
     "RealizationInput",
     "RealizeSettings",
     "RealizedSet",
@@ -27,12 +25,6 @@ __all__ = [
 ]
 
 TextSource = Literal["public", "private"]
-# What the released texts were fitted to, so the report can say who made them: "method" (the
-# method chose these very texts or records itself: dpsgd-teacher, pe-vote, coresets),
-# "release" (fitted to the method's released vectors and labels: they change with the method),
-# "private-data" (selected against the private records directly: the method does not decide
-# them).
-FitTarget = Literal["method", "release", "private-data"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +46,6 @@ class RealizationInput:
 class RealizeSettings:
     seed: int = 0
     progress: bool = False
-    real_batch: int = 4000  # private examples the public-match objective is measured on
     candidates_per_vector: int = 64  # nearest public texts per synthetic vector considered
     kernel: str = "nngp"  # measured best for linear and MLP heads on AG News (bench/distill.py)
     spares_per_text: int = 64  # ranked replacements kept per released text (for the detox step)
@@ -79,6 +70,7 @@ class RealizedSet:
     # audits.toxicity section. None when the step did not run.
     flagged: np.ndarray | None = None
     screening: Mapping[str, Any] | None = None
+    # What the texts were fitted to, so the report can say who made them (see FitTarget).
     fitted_to: FitTarget = "release"
 
 
@@ -154,10 +146,11 @@ def _public_rows_set(
     settings: RealizeSettings,
     *,
     strategy: str,
-    fitted_to: FitTarget = "method",
+    fitted_to: FitTarget | None = None,
 ) -> RealizedSet:
-    """Public texts `rows`, one per synthetic vector, with its label (and soft label); by
-    default the rows are the method's own selection (its vectors are these texts)."""
+    """Public texts `rows`, one per synthetic vector, with its label (and soft label). None for
+    `fitted_to`: the rows are the method's own selection (its vectors are these texts), fitted
+    to what the method says (`SyntheticSet.texts_fitted_to`)."""
     return RealizedSet(
         texts=tuple(pool.public_texts[i] for i in rows),
         labels=synthetic.labels.copy(),
@@ -169,7 +162,7 @@ def _public_rows_set(
         spares=ranked_spares(
             synthetic.embeddings, pool.public_embeddings, settings.spares_per_text
         ),
-        fitted_to=fitted_to,
+        fitted_to=fitted_to if fitted_to is not None else synthetic.texts_fitted_to,
     )
 
 
@@ -214,24 +207,27 @@ def _candidates(synthetic: SyntheticSet, pool: RealizationInput, per_vector: int
     return np.unique(nearest)
 
 
-def _kernel_choice(
-    synthetic: SyntheticSet,
-    pool: RealizationInput,
-    settings: RealizeSettings,
-    reference_x: np.ndarray,
-    reference_y: np.ndarray,
-    *,
-    strategy: str,
-    fitted_to: FitTarget,
+def public_match(
+    synthetic: SyntheticSet, pool: RealizationInput, settings: RealizeSettings
 ) -> RealizedSet:
-    """Labeled public texts, as many per class as the synthetic set has, chosen greedily among
-    the public texts near the synthetic vectors so that kernel ridge regression on them best
-    predicts the reference (x (n, d), targets (n, C))."""
+    """Labeled public texts, as many per class as the synthetic set has, chosen greedily so
+    that kernel ridge regression on them best predicts the released synthetic set (its vectors
+    and labels); candidates are the public texts near the synthetic vectors. It reads only the
+    release and the pool, with or without DP, so the texts are the method's: another method
+    gives other texts. A set whose vectors already are public texts (dpsgd-teacher, pe-vote,
+    public-coreset select them themselves) is released as it is, soft labels included.
+
+    Fitting the private data directly instead is a method of its own (`public-coreset`): done
+    here, it would give every method the same texts.
+    """
+    exact = _exact_public_rows(synthetic, pool)
+    if exact is not None:
+        return _public_rows_set(synthetic, pool, exact, settings, strategy="public-match")
     candidates = _candidates(synthetic, pool, settings.candidates_per_vector)
-    classes = int(reference_y.shape[1])
+    classes = int(synthetic.labels.max()) + 1
     selection = greedy_kernel_selection(
-        torch.from_numpy(np.ascontiguousarray(reference_x, dtype=np.float32)),
-        torch.from_numpy(np.ascontiguousarray(reference_y, dtype=np.float32)),
+        torch.from_numpy(np.ascontiguousarray(synthetic.embeddings, dtype=np.float32)),
+        torch.from_numpy(synthetic.training_arrays(classes).targets.astype(np.float32)),
         torch.from_numpy(pool.public_embeddings[candidates]),
         per_class=np.bincount(synthetic.labels, minlength=classes),
         num_classes=classes,
@@ -246,63 +242,11 @@ def _kernel_choice(
         embeddings=pool.public_embeddings[rows[order]],
         source="public",
         rows=rows[order],
-        strategy=strategy,
+        strategy="public-match",
         spares=ranked_spares(  # the public texts nearest to each chosen one
             pool.public_embeddings[rows[order]], pool.public_embeddings, settings.spares_per_text
         ),
-        fitted_to=fitted_to,
-    )
-
-
-def public_match(
-    synthetic: SyntheticSet, pool: RealizationInput, settings: RealizeSettings
-) -> RealizedSet:
-    """Labeled public texts chosen greedily so that kernel ridge regression on them best predicts
-    the released synthetic set (its vectors and labels); candidates are the public texts near
-    the synthetic vectors. It reads only the release and the pool, with or without DP, so the
-    texts are the method's: a different method gives different texts. A set whose vectors
-    already are public texts (dpsgd-teacher, pe-vote select them themselves) is released as it
-    is, soft labels included."""
-    exact = _exact_public_rows(synthetic, pool)
-    if exact is not None:
-        return _public_rows_set(synthetic, pool, exact, settings, strategy="public-match")
-    classes = int(synthetic.labels.max()) + 1
-    return _kernel_choice(
-        synthetic,
-        pool,
-        settings,
-        synthetic.embeddings,
-        synthetic.training_arrays(classes).targets,
-        strategy="public-match",
         fitted_to="release",
-    )
-
-
-def private_match(
-    synthetic: SyntheticSet, pool: RealizationInput, settings: RealizeSettings
-) -> RealizedSet:
-    """Non-private only: public-match's selection fitted to the private training data itself (a
-    sample of `real_batch` members) instead of the release. The method contributes only the
-    candidates (public texts near its vectors) and the number of texts per class, so the texts
-    are not the method's: the report attributes them to the private data."""
-    if pool.private_embeddings is None or pool.private_labels is None:
-        raise ConfigError(
-            "--realize private-match fits the texts to the private records, which a "
-            "differentially private run never passes to realization; use public-match, "
-            "public-teacher or public-nearest, or pass --no-dp"
-        )
-    rng = numpy_rng(settings.seed, "public-match")
-    n = len(pool.private_labels)
-    real = rng.choice(n, size=min(settings.real_batch, n), replace=False)
-    classes = int(max(synthetic.labels.max(), pool.private_labels.max())) + 1
-    return _kernel_choice(
-        synthetic,
-        pool,
-        settings,
-        pool.private_embeddings[real],
-        np.eye(classes, dtype=np.float32)[pool.private_labels[real]],
-        strategy="private-match",
-        fitted_to="private-data",
     )
 
 
@@ -328,7 +272,7 @@ def public_teacher(
     chosen = select_for_teacher(
         pool_x,
         logits,
-        per_class=int(np.bincount(synthetic.labels, minlength=classes).max()),
+        per_class=np.bincount(synthetic.labels, minlength=classes),
         config=TeacherConfig(),
         seed=settings.seed,
         progress=settings.progress,
@@ -354,7 +298,6 @@ REALIZERS: dict[str, Realizer] = {
     "public-match": public_match,
     "public-teacher": public_teacher,
     "private-coreset": private_coreset,
-    "private-match": private_match,
 }
 
 

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from tdd_priv.methods.allocation import class_sizes
 from tdd_priv.methods.kip import KERNELS
 
-__all__ = ["Selection", "class_sizes", "greedy_kernel_selection"]
+__all__ = ["Selection", "greedy_kernel_selection"]
 
 
 @dataclass(frozen=True)
@@ -30,16 +31,6 @@ class Selection:
     rows: torch.Tensor  # (m,) int64 indices into the candidates, in the order chosen
     labels: torch.Tensor  # (m,) int64
     losses: tuple[float, ...]  # mean squared residual on the real batch after each pick
-
-
-def class_sizes(per_class: int | Sequence[int] | np.ndarray, num_classes: int) -> torch.Tensor:
-    """(C,) int64 texts to choose per class: `per_class` for every class, or the given counts."""
-    if isinstance(per_class, int | np.integer):
-        return torch.full((num_classes,), int(per_class), dtype=torch.int64)
-    sizes = torch.as_tensor(np.asarray(per_class, dtype=np.int64))
-    if sizes.shape != (num_classes,) or bool((sizes < 0).any()):
-        raise ValueError(f"per-class sizes must be {num_classes} counts >= 0, got {sizes.tolist()}")
-    return sizes
 
 
 def greedy_kernel_selection(
@@ -59,7 +50,7 @@ def greedy_kernel_selection(
     candidates: (N, d) public embeddings. `per_class`: one count for every class, or (C,)
     counts, one per class (a class may get 0).
     """
-    sizes = class_sizes(per_class, num_classes)
+    sizes = torch.from_numpy(class_sizes(per_class, num_classes))
     total = int(sizes.sum())
     if len(candidates) < total:
         raise ValueError(

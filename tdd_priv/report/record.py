@@ -144,8 +144,16 @@ def _synthetic(record: RunRecord) -> dict[str, Any]:
         "label_counts": {names[i]: int(n) for i, n in enumerate(counts)},
         "soft_labels": record.synthetic.soft_labels is not None,
         "realization": realized.strategy,
+        # who made the texts: the method itself, a realizer fitting the method's release, or a
+        # selection against the private data (tdd_priv.methods.FitTarget)
+        "texts_fitted_to": realized.fitted_to,
         "text_source": realized.source,
         "releases_private_records": realized.source == "private",
+        **(
+            {"allocation": allocation.to_json(names)}
+            if (allocation := record.synthetic.allocation) is not None
+            else {}
+        ),
     }
 
 
