@@ -2,20 +2,24 @@
 
 Private Evolution (PE, Lin et al. 2024; Aug-PE for text, Xie et al. 2024) grows a synthetic set
 by letting every private record vote for the synthetic samples nearest to it in an embedding
-space; the vote histogram is released with Gaussian noise and the most-voted samples survive
-(and, in PE, are varied by a foundation model for the next round). Here the candidates are the
-texts of the public pool and there is no variation step, so one vote does the whole job:
+space; the vote histogram is released with Gaussian noise, samples whose noisy count clears a
+threshold survive, and (in PE) a foundation model varies the survivors for the next round. Here
+the candidates are the texts of the public pool and there is no variation step, so one vote
+does the whole job:
 
 1. each private record votes for its `neighbors` (K) nearest public texts (cosine similarity of
    the shared sentence embeddings) in its own class's row of a (C, N) histogram, 1/√K per vote,
    so that one record's votes have L2 norm 1 (Aug-PE's normalisation; K = 1 is PE's single
    vote). The whole table is one Gaussian mechanism of sensitivity 1
    (`tdd_priv.privacy.mechanisms.gaussian_vote_histogram`), released once through the gateway;
-2. the noisy histogram is all that is read afterwards (post-processing): the texts with the
-   most noisy votes are taken, the highest (class, text) count first, each text for one class
-   only, until every class has its k texts;
-3. the chosen texts are released with their class; with `labels=votes` they also carry soft
-   labels, each text's noisy votes over the classes (clamped at 0, normalised).
+2. the noisy histogram is all that is read afterwards (post-processing). The survivors are the
+   `survivors` most-voted texts of each class (the highest (class, text) count first, each text
+   for one class only): a DP pseudo-labeled public set, PE's thresholded histogram;
+3. k texts per class are chosen from the whole pool so that kernel ridge regression on them best
+   predicts the survivors' labels (the greedy selection `public-match` runs against a release,
+   `tdd_priv.selection`), and released with their class. `survivors=0` releases the k most-voted
+   texts of each class directly instead (plain PE top-k; measured worse: docs/benchmarks/
+   pe_vote.md).
 
 Non-private, the histogram is exact (σ = 0). With `--allocation frequency|difficulty` the class
 sizes come from the same noisy histogram (`profile_from_votes`), so they cost nothing more.
@@ -25,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -33,28 +36,33 @@ import torch
 from tdd_priv.errors import ConfigError
 from tdd_priv.methods.allocation import profile_from_votes
 from tdd_priv.methods.base import DistillInput, SyntheticSet
+from tdd_priv.methods.kip import KERNELS
 from tdd_priv.methods.learned import parse_options
 from tdd_priv.privacy.calibration import PlannedMechanism
+from tdd_priv.selection import greedy_kernel_selection
 
-__all__ = ["PEVoteConfig", "VoteLabels", "pe_vote", "pe_vote_privacy_plan", "top_voted"]
-
-VoteLabels = Literal["hard", "votes"]
+__all__ = ["PEVoteConfig", "fit_survivors", "pe_vote", "pe_vote_privacy_plan", "top_voted"]
 
 
 @dataclass(frozen=True)
 class PEVoteConfig:
     """`neighbors`: the public texts each private record votes for (K; its vote is spread over
-    them, 1/√K each). `labels`: `hard` releases each text with its class only; `votes` adds
-    soft labels from the text's (noisy) votes over the classes."""
+    them, 1/√K each). `survivors`: the most-voted texts kept per class (at most pool / classes),
+    which the released k per class are fitted to by kernel ridge regression with `kernel`; 0
+    releases the k most-voted texts per class directly. Defaults chosen on a validation split
+    of the members (docs/benchmarks/pe_vote.md)."""
 
     neighbors: int = 8
-    labels: VoteLabels = "hard"
+    survivors: int = 100
+    kernel: str = "nngp"
 
     def __post_init__(self) -> None:
         if self.neighbors < 1:
             raise ConfigError(f"pe-vote: neighbors must be >= 1, got {self.neighbors}")
-        if self.labels not in ("hard", "votes"):
-            raise ConfigError(f"pe-vote: labels must be hard or votes, got {self.labels!r}")
+        if self.survivors < 0:
+            raise ConfigError(f"pe-vote: survivors must be >= 0, got {self.survivors}")
+        if self.kernel not in KERNELS:
+            raise ConfigError(f"unknown kernel {self.kernel!r}; valid: {', '.join(KERNELS)}")
 
     @property
     def clip_norm(self) -> float:
@@ -98,14 +106,32 @@ def top_voted(histogram: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.
     return rows, labels
 
 
-def _vote_shares(histogram: np.ndarray, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """(m, C) float32 soft labels: each chosen text's votes over the classes, clamped at 0 and
-    normalised (one-hot for its own class when no class has a positive count)."""
-    votes = np.clip(np.asarray(histogram, dtype=np.float64)[:, rows].T, 0.0, None)
-    total = votes.sum(axis=1, keepdims=True)
-    one_hot = np.eye(histogram.shape[0])[labels]
-    shares = np.where(total > 0, votes / np.where(total > 0, total, 1.0), one_hot)
-    return shares.astype(np.float32)
+def fit_survivors(
+    histogram: np.ndarray,
+    pool: np.ndarray,
+    sizes: np.ndarray,
+    *,
+    survivors: int,
+    kernel: str,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and labels of `sizes[c]` pool texts per class fitted by kernel ridge regression to
+    the `survivors` most-voted texts of each class (labeled with their class). Reads only the
+    (noisy) histogram (C, N) and the public pool (N, d): post-processing."""
+    classes, count = histogram.shape
+    kept = min(survivors, count // classes)
+    reference_rows, reference_labels = top_voted(histogram, np.full(classes, kept))
+    selection = greedy_kernel_selection(
+        torch.from_numpy(np.ascontiguousarray(pool[reference_rows], dtype=np.float32)),
+        torch.eye(classes)[torch.from_numpy(reference_labels)],
+        torch.from_numpy(np.ascontiguousarray(pool, dtype=np.float32)),
+        per_class=sizes,
+        num_classes=classes,
+        kernel=kernel,
+        progress=progress,
+    )
+    order = np.argsort(selection.labels.numpy(), kind="stable")
+    return selection.rows.numpy()[order], selection.labels.numpy()[order].astype(np.int64)
 
 
 def pe_vote(inputs: DistillInput) -> SyntheticSet:
@@ -130,11 +156,21 @@ def pe_vote(inputs: DistillInput) -> SyntheticSet:
         else None
     )
     sizes = inputs.class_sizes(profile)
-    rows, labels = top_voted(histogram, sizes.sizes)
+    if config.survivors == 0:
+        rows, labels = top_voted(histogram, sizes.sizes)
+    else:
+        rows, labels = fit_survivors(
+            histogram,
+            np.asarray(public, dtype=np.float32),
+            sizes.sizes,
+            survivors=config.survivors,
+            kernel=config.kernel,
+            progress=inputs.progress,
+        )
     return SyntheticSet(
         embeddings=np.asarray(public, dtype=np.float32)[rows].copy(),
         labels=labels,
-        soft_labels=_vote_shares(histogram, rows, labels) if config.labels == "votes" else None,
+        soft_labels=None,
         method="pe-vote",
         config=dataclasses.asdict(config),
         allocation=sizes,

@@ -13,7 +13,7 @@ from opacus.accountants import RDPAccountant
 from tdd_priv.errors import ConfigError
 from tdd_priv.heads import HeadTraining, predict, train_head
 from tdd_priv.methods import METHODS, Allocation, DistillInput, distill
-from tdd_priv.methods.pe_vote import top_voted
+from tdd_priv.methods.pe_vote import fit_survivors, top_voted
 from tdd_priv.privacy import PrivacyLedger, calibrate_noise, compute_epsilon
 from tdd_priv.privacy.access import NoisyAccess
 from tdd_priv.realize import RealizationInput, realize
@@ -75,16 +75,31 @@ def test_top_voted_takes_the_highest_counts_each_text_once() -> None:
 @pytest.mark.parametrize("neighbors", [1, 5])
 def test_non_private_pe_vote_is_the_exact_vote(neighbors: int) -> None:
     _, _, pool, _, _ = _data()
-    synthetic = distill("pe-vote", _inputs(neighbors=neighbors))
-    rows, labels = top_voted(_exact_histogram(neighbors), np.array([4, 4, 4]))
+    histogram = _exact_histogram(neighbors)
+    # survivors = 0: the exact top k per class, released as they are.
+    synthetic = distill("pe-vote", _inputs(neighbors=neighbors, survivors=0))
+    rows, labels = top_voted(histogram, np.array([4, 4, 4]))
     np.testing.assert_array_equal(synthetic.embeddings, pool[rows])
     np.testing.assert_array_equal(synthetic.labels, labels)
     assert synthetic.soft_labels is None
     assert synthetic.allocation is not None and synthetic.allocation.sizes.tolist() == [4, 4, 4]
+    # The default: k per class fitted to the exact survivors.
+    synthetic = distill("pe-vote", _inputs(neighbors=neighbors, survivors=10))
+    rows, labels = fit_survivors(histogram, pool, np.array([4, 4, 4]), survivors=10, kernel="nngp")
+    np.testing.assert_array_equal(synthetic.embeddings, pool[rows])
+    np.testing.assert_array_equal(synthetic.labels, labels)
+
+
+def test_survivors_are_the_most_voted_texts_of_each_class() -> None:
+    histogram = np.array([[5.0, 0.0, 4.0, 1.0], [0.0, 3.0, 0.0, 2.0]])
+    pool = np.eye(4, dtype=np.float32)
+    # One survivor per class (texts 0 and 1), one text per class fitted to them: the same.
+    rows, labels = fit_survivors(histogram, pool, np.array([1, 1]), survivors=1, kernel="linear")
+    assert rows.tolist() == [0, 1] and labels.tolist() == [0, 1]
 
 
 def test_zero_noise_through_the_gateway_is_the_exact_vote() -> None:
-    inputs = _inputs(neighbors=3)
+    inputs = _inputs(neighbors=3, survivors=10)
     exact = distill("pe-vote", inputs)
     private = distill(
         "pe-vote", DistillInput(**{**inputs.__dict__, "gateway": _gateway(0.0, PrivacyLedger())})
@@ -99,7 +114,7 @@ def test_the_ledger_is_the_plan_and_its_epsilon_is_opacus() -> None:
     plan = variant.plan(variant.options({}, method="pe-vote"), 120, 3)
     sigma = calibrate_noise(target_epsilon=2.0, delta=1e-3, plan=plan)
     ledger = PrivacyLedger()
-    inputs = _inputs()
+    inputs = _inputs(survivors=10)
     private = distill(
         "pe-vote", DistillInput(**{**inputs.__dict__, "gateway": _gateway(sigma, ledger)})
     )
@@ -118,7 +133,7 @@ def test_the_ledger_is_the_plan_and_its_epsilon_is_opacus() -> None:
 
 def test_released_texts_are_pool_rows_that_realize_exactly_and_train_a_classifier() -> None:
     _, _, pool, test_x, test_y = _data()
-    synthetic = distill("pe-vote", _inputs())
+    synthetic = distill("pe-vote", _inputs(survivors=10))
     texts = [f"public text {i}" for i in range(len(pool))]
     for strategy in ("public-match", "public-nearest"):
         realized = realize(strategy, synthetic, RealizationInput(texts, pool))
@@ -130,19 +145,6 @@ def test_released_texts_are_pool_rows_that_realize_exactly_and_train_a_classifie
     assert np.mean(predict(model, test_x) == test_y) > 0.8
 
 
-def test_vote_labels_are_each_texts_vote_shares() -> None:
-    synthetic = distill("pe-vote", _inputs(labels="votes", neighbors=3))
-    assert synthetic.soft_labels is not None
-    np.testing.assert_allclose(synthetic.soft_labels.sum(axis=1), 1.0, rtol=1e-6)
-    assert (synthetic.soft_labels >= 0).all()
-    # The exact shares of the chosen texts' columns.
-    histogram = _exact_histogram(3)
-    rows, _ = top_voted(histogram, np.array([4, 4, 4]))
-    np.testing.assert_allclose(
-        synthetic.soft_labels, (histogram[:, rows] / histogram[:, rows].sum(axis=0)).T, rtol=1e-5
-    )
-
-
 def test_frequency_allocation_follows_the_vote_totals() -> None:
     x, y, pool, _, _ = _data()
     keep = (y != 2) | (np.arange(len(y)) % 4 == 0)  # class 2 becomes rare
@@ -152,6 +154,7 @@ def test_frequency_allocation_follows_the_vote_totals() -> None:
         3,
         per_class=4,
         seed=3,
+        options={"survivors": 10},
         public_embeddings=pool,
         allocation=Allocation("frequency", total=12),
     )
