@@ -10,9 +10,9 @@ see it as an external pool. δ = 1e-5. Each cell: `--noise-seeds` DP runs (metho
 0, 1, …), each realized with public-match against the released set (exact for pe-vote and
 dpsgd-teacher, whose vectors are pool texts) and judged by `--seeds` fresh linear heads on the
 test split. `--tune` compares pe-vote's options at ε = 4 on a validation split carved from the
-members (10 %, never the test split): K with 100 survivors, and the survivors per class with
-K = 8 (0: plain PE top-k, no fitting). Results: docs/benchmarks/pe_vote.json and pe_vote.md (a
-rerun skips saved cells).
+members (10 %, never the test split): K with 100 survivors, the survivors per class with K = 8
+(0: plain PE top-k, no fitting), then more survivors at the best K. Results:
+docs/benchmarks/pe_vote.json and pe_vote.md (a rerun skips saved cells).
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ SURVIVORS = (0, 25, 50, 100, 200, 400)
 TUNING = {
     **{f"neighbors={k},survivors=100": {"neighbors": k, "survivors": 100} for k in NEIGHBORS},
     **{f"neighbors=8,survivors={m}": {"neighbors": 8, "survivors": m} for m in SURVIVORS},
+    # second round, around the best of the first (K = 4; more survivors helped on both)
+    **{f"neighbors=4,survivors={m}": {"neighbors": 4, "survivors": m} for m in (200, 400, 800)},
 }
 
 

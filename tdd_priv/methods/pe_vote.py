@@ -52,8 +52,8 @@ class PEVoteConfig:
     releases the k most-voted texts per class directly. Defaults chosen on a validation split
     of the members (docs/benchmarks/pe_vote.md)."""
 
-    neighbors: int = 8
-    survivors: int = 100
+    neighbors: int = 4
+    survivors: int = 400
     kernel: str = "nngp"
 
     def __post_init__(self) -> None:
