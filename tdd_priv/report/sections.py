@@ -796,9 +796,15 @@ def _attribution(report: Mapping[str, Any]) -> Paragraph | None:
 def _method(report: Mapping[str, Any]) -> Section:
     method, encoder = report["method"], report.get("encoder", {})
     rows = tuple(_scalars(method.get("settings", {})))
+    allocation = report["synthetic"].get("allocation") or {}
+    sizes = (
+        f"{allocation['total']} texts split by {_ALLOCATION_BASIS[allocation['mode']]}"
+        if allocation.get("mode") in _ALLOCATION_BASIS
+        else f"{method['per_class']} per class"
+    )
     blocks: list[Block] = [
         Paragraph(
-            f"{method['name']}, {method['per_class']} per class, in the embedding space of "
+            f"{method['name']}, {sizes}, in the embedding space of "
             f"{encoder.get('model', '?')} ({encoder.get('dimension', '?')} dimensions, weights "
             f"sha256 `{str(encoder.get('model_sha256', '?'))[:12]}…`)."
         )
