@@ -111,8 +111,9 @@ def _parser() -> argparse.ArgumentParser:
         "--allocation",
         choices=["equal", "frequency", "difficulty"],
         help="texts per class: equal (default: --per-class K each), or --total-size split by "
-        "each class's estimated frequency or difficulty (error rate), estimated from the "
-        "method's own release under DP (pe-vote, dpsgd-teacher, coresets, public-coreset)",
+        "each class's estimated frequency or difficulty (its share of the expected errors: "
+        "frequency × error rate), estimated from the method's own release under DP (pe-vote, "
+        "dpsgd-teacher, coresets, public-coreset)",
     )
     method.add_argument(
         "--total-size",

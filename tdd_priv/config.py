@@ -424,7 +424,8 @@ _RULES: dict[str, Rule] = {
     "per_class": Rule("give a whole number ≥ 1 of texts per class (--per-class K)", (at.Ge(1),)),
     "allocation": Rule(
         "equal gives every class --per-class K; frequency or difficulty split --total-size "
-        "by the method's estimate of each class's share or error rate (--allocation)"
+        "by the method's estimate of each class's share, or of its share of the errors "
+        "(--allocation)"
     ),
     "total_size": Rule(
         "give a whole number ≥ 1 of texts in all (--total-size N), at least one per class, or "

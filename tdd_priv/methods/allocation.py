@@ -5,9 +5,11 @@ total (`--total-size N`, default K × classes) in proportion to a per-class esti
 least one text per class, by largest remainders (Hamilton's method):
 
 - `frequency`: the class's share of the private data;
-- `difficulty`: the class's estimated error rate, the probability mass a model puts on other
-  classes where this class's examples lie (so a class that is easy to tell apart gets few
-  texts and a class that overlaps others gets many).
+- `difficulty`: the class's share of the expected errors, its frequency times its estimated
+  error rate (the probability mass a model puts on other classes where this class's examples
+  lie): texts go where a model trained on the data would make its mistakes. (The error rate
+  alone gave a 6 % class two thirds of the texts on Davidson and lost 25 to 50 points of
+  accuracy: docs/benchmarks/allocation.md.)
 
 Under DP the estimate must never be read from the private data directly. Each method that
 honours per-class sizes computes it from what it has already released (`ClassProfile.source`
@@ -45,8 +47,9 @@ _DIFFICULTY_TEXTS = 50
 @dataclass(frozen=True)
 class ClassProfile:
     """Per-class estimates an allocation is computed from. frequency: (C,) >= 0, relative class
-    sizes; difficulty: (C,) in [0, 1], estimated error rates; `source`: what they were computed
-    from, in words (for the report)."""
+    sizes; difficulty: (C,) in [0, 1], estimated error rates (the `difficulty` allocation
+    weighs them by frequency); `source`: what they were computed from, in words (for the
+    report)."""
 
     frequency: np.ndarray
     difficulty: np.ndarray
@@ -100,7 +103,8 @@ class Allocation:
         capacity: np.ndarray | None = None,
     ) -> ClassSizes:
         """Texts per class: `per_class` each (equal), or the total split by the profile's
-        frequency or difficulty (at least one per class, at most `capacity` (C,) per class)."""
+        frequency or by frequency × error rate (difficulty), at least one per class, at most
+        `capacity` (C,) per class."""
         if self.mode == "equal":
             sizes = np.full(num_classes, per_class, dtype=np.int64)
             if capacity is not None and bool((sizes > capacity).any()):
@@ -112,7 +116,12 @@ class Allocation:
         if profile is None:
             raise ValueError(f"--allocation {self.mode} needs a class profile")
         total = self.total if self.total is not None else per_class * num_classes
-        raw = profile.frequency if self.mode == "frequency" else profile.difficulty
+        frequency = np.clip(np.nan_to_num(np.asarray(profile.frequency, dtype=np.float64)), 0, None)
+        if self.mode == "frequency":
+            raw = frequency
+        else:  # the class's share of the expected errors: frequency × error rate
+            share = frequency / frequency.sum() if frequency.sum() > 0 else frequency
+            raw = share * np.asarray(profile.difficulty, dtype=np.float64)
         weights = np.clip(np.nan_to_num(np.asarray(raw, dtype=np.float64)), 0.0, None)
         if weights.shape != (num_classes,):
             raise ValueError(f"the profile must hold {num_classes} values, got {weights.shape}")

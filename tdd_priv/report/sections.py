@@ -752,7 +752,10 @@ def _data(report: Mapping[str, Any]) -> Section:
     )
 
 
-_ALLOCATION_BASIS = {"frequency": "estimated share", "difficulty": "estimated error rate"}
+_ALLOCATION_BASIS = {
+    "frequency": "estimated share",
+    "difficulty": "estimated share of the errors (share × error rate)",
+}
 
 
 def _allocation_sentence(allocation: Mapping[str, Any] | None) -> str:

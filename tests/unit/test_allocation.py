@@ -10,7 +10,12 @@ from hypothesis import strategies as st
 from tdd_priv.config import RunConfig
 from tdd_priv.errors import ConfigError
 from tdd_priv.methods import Allocation, DistillInput, distill
-from tdd_priv.methods.allocation import apportion, profile_from_probabilities, profile_from_votes
+from tdd_priv.methods.allocation import (
+    ClassProfile,
+    apportion,
+    profile_from_probabilities,
+    profile_from_votes,
+)
 from tests.unit.test_learned_methods import _blobs
 
 
@@ -71,9 +76,7 @@ def test_total_size_without_an_allocation_is_refused() -> None:
 
 def test_a_learned_method_refuses_class_sizes_and_coresets_honour_them() -> None:
     x, y, _, _ = _blobs()
-    inputs = DistillInput(
-        x, y, 3, per_class=4, seed=0, allocation=Allocation("frequency", total=9)
-    )
+    inputs = DistillInput(x, y, 3, per_class=4, seed=0, allocation=Allocation("frequency", total=9))
     with pytest.raises(ConfigError, match="--allocation frequency is not available"):
         distill("dm", inputs)
     counts = np.bincount(y, minlength=3)
@@ -84,3 +87,16 @@ def test_a_learned_method_refuses_class_sizes_and_coresets_honour_them() -> None
         assert np.bincount(synthetic.labels, minlength=3).tolist() == sizes.tolist()
         assert int(sizes.sum()) == 9
         assert np.abs(sizes - counts / counts.sum() * 9).max() < 1.0 + 1e-9
+
+
+def test_difficulty_splits_by_each_classs_share_of_the_expected_errors() -> None:
+    # Shares 0.1 / 0.6 / 0.3, error rates 0.6 / 0.05 / 0.2: expected errors 0.06 / 0.03 /
+    # 0.06, so a rare hard class gets as much as a common one with as many errors.
+    profile = ClassProfile(np.array([10.0, 60.0, 30.0]), np.array([0.6, 0.05, 0.2]), "test")
+    sizes = Allocation("difficulty", total=23).sizes(per_class=5, num_classes=3, profile=profile)
+    assert sizes.sizes.tolist() == apportion(23, np.array([0.06, 0.03, 0.06])).tolist()
+    assert sizes.sizes.tolist() == [9, 5, 9]
+    assert sizes.source == "test" and sizes.weights is not None
+    np.testing.assert_allclose(sizes.weights, [0.4, 0.2, 0.4])
+    frequency = Allocation("frequency", total=23).sizes(per_class=5, num_classes=3, profile=profile)
+    assert frequency.sizes.tolist() == apportion(23, np.array([0.1, 0.6, 0.3])).tolist()
