@@ -22,7 +22,8 @@ from tdd_priv.pipeline import encode_step, load_step, split_step
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
 
-# name -> run settings: SST-2 train -> dev, AG News train -> test, HateCheck (demo) train -> test.
+# name -> run settings: SST-2 train -> dev, AG News train -> test, HateCheck (demo) train -> test,
+# Davidson train -> test.
 DATASETS: dict[str, dict[str, Any]] = {
     "sst2": {
         "data.spec": str(SHARED / "sst2/sst2.csv"),
@@ -36,6 +37,14 @@ DATASETS: dict[str, dict[str, Any]] = {
         "data.label_names": ["World", "Sports", "Business", "Sci/Tech"],
     },
     "hatecheck": {"data.spec": "demo"},
+    # Imbalanced (hate 6 %, offensive 77 %, neither 17 %): train -> test, dev unused.
+    "davidson": {
+        "data.spec": str(SHARED / "davidson_hate_offensive/davidson.csv"),
+        "data.split_column": "split",
+        "data.train_split": "train",
+        "data.test_split": "test",
+        "data.label_names": ["hate", "offensive", "neither"],
+    },
 }
 
 

@@ -4,10 +4,13 @@
 
 For each cell: wall time of the method (after encoding), test accuracy of heads trained on the
 embedding-level set, and of heads trained on the re-embedded realized texts (public-nearest and
-public-match for learned methods, the records themselves for coresets), plus TF-IDF + logistic
-regression on the realized texts; full-data accuracy per dataset. Results are saved after every
-cell to docs/benchmarks/distill.json (a rerun skips finished cells), then distill.md and
-distill.png (accuracy against k per dataset) are written.
+public-match for learned methods, fitted to the method's release; the records themselves for
+coresets; the method's own texts for dpsgd-teacher, pe-vote and public-coreset), plus TF-IDF +
+logistic regression on the realized texts; full-data accuracy per dataset. Each realization
+records what its texts were fitted to (`fitted_to`: method, release or private-data), and the
+table says it. Results are saved after every cell to docs/benchmarks/distill.json (a rerun
+skips finished cells unless `--redo`), then distill.md and distill.png (accuracy against k per
+dataset) are written.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ def run_cell(data: Prepared, method: str, k: int, seeds: int) -> dict[str, Any]:
         )
         cell["realized"][strategy] = {
             "seconds": time.perf_counter() - started,
+            "fitted_to": realized.fitted_to,
             **accuracy(data, vectors, heads=("linear", "mlp"), seeds=seeds),
             "tfidf-lr": text_accuracy(data, list(realized.texts), realized.labels),
         }
@@ -90,15 +94,22 @@ def write_outputs(results: dict[str, Any]) -> None:
         f"machine: {meta['machine']['cpus']} CPUs, load average at start "
         f"{meta['machine']['load_average'][0]:.1f}. Accuracy = test accuracy of a linear "
         "head (mean over seeds) unless stated; `text` = realized texts re-embedded "
-        "(best realization), `tfidf` = TF-IDF + LR on the same texts; time = method only.",
+        "(best realization), `tfidf` = TF-IDF + LR on the same texts; time = method only. "
+        "`fitted to` says who made the texts: `method` (the method chose them itself), "
+        "`release` (fitted by the realization to the method's released vectors), "
+        "`private-data` (selected against the private records directly: public-coreset, the "
+        "same texts whatever method one would name). Cells measured before realizations "
+        "recorded it show `?`; the learned methods' public-match cells of that time were "
+        "fitted to the private data (docs/benchmarks/attribution.md).",
         "",
     ]
     for dataset, entry in results["datasets"].items():
         lines += [
             f"## {dataset} (full data: {entry['full_data']['linear']:.3f})",
             "",
-            "| method | k | time s | vectors | text (linear) | text (mlp) | tfidf | realization |",
-            "|---|---|---|---|---|---|---|---|",
+            "| method | k | time s | vectors | text (linear) | text (mlp) | tfidf | realization "
+            "| fitted to |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for key, cell in sorted(
             entry["cells"].items(), key=lambda kv: (kv[0].split("@")[0], int(kv[0].split("@")[1]))
@@ -108,7 +119,8 @@ def write_outputs(results: dict[str, Any]) -> None:
             text = cell["realized"][best]
             lines.append(
                 f"| {method} | {k} | {cell['seconds']:.1f} | {cell['vectors']['linear']:.3f} | "
-                f"{text['linear']:.3f} | {text['mlp']:.3f} | {text['tfidf-lr']:.3f} | {best} |"
+                f"{text['linear']:.3f} | {text['mlp']:.3f} | {text['tfidf-lr']:.3f} | {best} | "
+                f"{text.get('fitted_to', '?')} |"
             )
         lines.append("")
     (OUT / "distill.md").write_text("\n".join(lines))
@@ -151,6 +163,9 @@ def main() -> None:
         help="torch threads (1: these small tensors gain nothing from more)",
     )
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--redo", action="store_true", help="recompute the selected cells even when saved"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     path = OUT / "distill.json"
@@ -163,7 +178,7 @@ def main() -> None:
         for k in map(int, args.k.split(",")):
             for method in args.methods.split(","):
                 key = f"{method}@{k}"
-                if key in entry["cells"]:
+                if key in entry["cells"] and not args.redo:
                     continue
                 entry["cells"][key] = run_cell(data, method, k, args.seeds)
                 print(dataset, key, json.dumps(entry["cells"][key]), flush=True)

@@ -51,6 +51,8 @@ _OVERRIDES = {
     "drop_empty": "data.drop_empty",
     "method": "method",
     "per_class": "per_class",
+    "allocation": "allocation",
+    "total_size": "total_size",
     "fairness": "fairness",
     "epsilon": "privacy.epsilon",
     "delta": "privacy.delta",
@@ -119,6 +121,21 @@ def _parser() -> argparse.ArgumentParser:
     method = runner.add_argument_group("distillation")
     method.add_argument("--method", choices=sorted(METHODS))
     method.add_argument("--per-class", type=int, metavar="K")
+    method.add_argument(
+        "--allocation",
+        choices=["equal", "frequency", "difficulty"],
+        help="texts per class: equal (default: --per-class K each), or --total-size split by "
+        "each class's estimated frequency or difficulty (its share of the expected errors: "
+        "frequency × error rate), estimated from the method's own release under DP (pe-vote, "
+        "dpsgd-teacher, coresets, public-coreset)",
+    )
+    method.add_argument(
+        "--total-size",
+        type=int,
+        metavar="N",
+        help="texts in all for --allocation frequency|difficulty (default K × classes; at "
+        "least one per class)",
+    )
     method.add_argument(
         "--method-option",
         action="append",

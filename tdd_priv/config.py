@@ -38,6 +38,7 @@ __all__ = [
     "EXTERNAL_METHOD",
     "INTERNAL_POOL",
     "PRIVATE_SUFFIX",
+    "AllocationMode",
     "AuditConfig",
     "AuditLevel",
     "DataConfig",
@@ -63,6 +64,9 @@ EXTERNAL_METHOD = "external"
 _NOT_PATHS = ("demo", INTERNAL_POOL)  # data specs that name no file
 # --fairness: "balanced" matches per (class, group) cell with equal weight (dm, dc; issue 5).
 FairnessMode = Literal["none", "balanced"]
+# --allocation: texts per class, equal (--per-class K each) or the total split by the class's
+# estimated frequency or difficulty (tdd_priv.methods.allocation).
+AllocationMode = Literal["equal", "frequency", "difficulty"]
 
 
 def default_cache_dir() -> Path:
@@ -242,6 +246,10 @@ class RunConfig:
     # the default runs under the default (DP) mode; coresets need --no-dp
     method: str = "dpsgd-teacher"
     per_class: int = 10
+    # How the set's size is split over classes: `equal` gives each `per_class`; `frequency` and
+    # `difficulty` split `total_size` (None: per_class × classes) by the method's estimate.
+    allocation: AllocationMode = "equal"
+    total_size: int | None = None
     method_options: dict[str, Any] = field(default_factory=dict)
     fairness: FairnessMode = "none"
     realize: str | None = None
@@ -269,6 +277,12 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check_instance(self)
+        if self.total_size is not None and self.allocation == "equal":
+            raise ConfigError(
+                f"total_size {self.total_size} is only used to split the set by class "
+                "frequency or difficulty; add --allocation frequency (or difficulty), or drop "
+                "--total-size and use --per-class K."
+            )
 
     @property
     def private_folder(self) -> Path:
@@ -447,6 +461,16 @@ _RULES: dict[str, Rule] = {
     "out": Rule("give the run folder's path (--out DIR)"),
     "private_out": Rule("give a folder beside the run folder, or leave it unset"),
     "per_class": Rule("give a whole number ≥ 1 of texts per class (--per-class K)", (at.Ge(1),)),
+    "allocation": Rule(
+        "equal gives every class --per-class K; frequency or difficulty split --total-size "
+        "by the method's estimate of each class's share, or of its share of the errors "
+        "(--allocation)"
+    ),
+    "total_size": Rule(
+        "give a whole number ≥ 1 of texts in all (--total-size N), at least one per class, or "
+        "leave it unset for --per-class × classes",
+        (at.Ge(1),),
+    ),
     "method": Rule("give a method's name (--method)", (_NAME,)),
     "method_options": Rule("give a mapping of the method's options (--method-option K=V)"),
     "fairness": Rule("balanced matches each (class, group) cell with equal weight (dm, dc)"),
@@ -579,9 +603,10 @@ def validate_settings(
 
 def check_registered(config: RunConfig, *, where: str | None = None) -> None:
     """Refuse names that refer to nothing registered (method, realizer, heads, text models,
-    baselines) and method options the method's config dataclass does not accept (under DP
-    with the DP variant's defaults). Imports the registries, so it is not run on every
-    construction of a RunConfig; `from_dict` and the pipeline's `check_config` run it."""
+    baselines), method options the method's config dataclass does not accept (under DP
+    with the DP variant's defaults) and an allocation the method cannot honour. Imports the
+    registries, so it is not run on every construction of a RunConfig; `from_dict` and the
+    pipeline's `check_config` run it."""
     from tdd_priv.comparison import BASELINES
     from tdd_priv.finetune import finetune_model_problem
     from tdd_priv.heads import HEADS
@@ -624,6 +649,13 @@ def check_registered(config: RunConfig, *, where: str | None = None) -> None:
         if problem:
             problems.append(f"evaluation.finetune_model: {problem}")
     info = METHODS.get(config.method)
+    if info is not None and config.allocation != "equal" and not info.class_sizes:
+        supported = ", ".join(name for name, m in METHODS.items() if m.class_sizes)
+        problems.append(
+            f"allocation: {config.allocation!r} is not available for method "
+            f"{config.method!r}, which learns the same number of vectors for every class; "
+            f"methods that honour per-class sizes: {supported} (or use allocation equal)"
+        )
     if info is not None and info.private is not None:
         try:
             if config.privacy.enabled:

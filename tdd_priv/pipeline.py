@@ -61,6 +61,7 @@ from tdd_priv.extensions import NO_EXTENSIONS, Auditor, CanaryMaker, Extensions,
 from tdd_priv.heads import HeadTraining, LabeledArrays
 from tdd_priv.locks import remove_stale_temporaries, replacing_temporary
 from tdd_priv.methods import (
+    Allocation,
     DistillInput,
     ExpertTrajectories,
     GroupBalance,
@@ -328,6 +329,7 @@ def _distill_input(
         progress=config.progress,
         balance=_member_groups(loaded, splits) if config.fairness == "balanced" else None,
         public_embeddings=_public_embeddings(splits, encoded),
+        allocation=Allocation(config.allocation, config.total_size),
     )
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from tdd_priv.heads import train_head
-from tdd_priv.methods import SyntheticSet
+from tdd_priv.methods import FitTarget, SyntheticSet
 from tdd_priv.methods.teacher import TeacherConfig, select_for_teacher
-from tdd_priv.seeding import derive_seed, numpy_rng
+from tdd_priv.seeding import derive_seed
 from tdd_priv.selection import greedy_kernel_selection
 
 __all__ = [
@@ -48,7 +48,6 @@ class RealizationInput:
 class RealizeSettings:
     seed: int = 0
     progress: bool = False
-    real_batch: int = 4000  # private examples the public-match objective is measured on
     candidates_per_vector: int = 64  # nearest public texts per synthetic vector considered
     kernel: str = "nngp"  # measured best for linear and MLP heads on AG News (bench/distill.py)
     spares_per_text: int = 64  # ranked replacements kept per released text (for the detox step)
@@ -74,6 +73,8 @@ class RealizedSet:
     # audits.toxicity section. None when the step did not run.
     flagged: np.ndarray | None = None
     screening: Mapping[str, Any] | None = None
+    # What the texts were fitted to, so the report can say who made them (see FitTarget).
+    fitted_to: FitTarget = "release"
 
 
 def ranked_spares(
@@ -133,9 +134,12 @@ def public_nearest(
 ) -> RealizedSet:
     """Each synthetic vector becomes its nearest unused public text, with the synthetic label."""
     rows = _exact_public_rows(synthetic, pool)
-    if rows is None:
-        rows = _nearest_unused(synthetic.embeddings, pool.public_embeddings)
-    return _public_rows_set(synthetic, pool, rows, settings, strategy="public-nearest")
+    if rows is not None:
+        return _public_rows_set(synthetic, pool, rows, settings, strategy="public-nearest")
+    rows = _nearest_unused(synthetic.embeddings, pool.public_embeddings)
+    return _public_rows_set(
+        synthetic, pool, rows, settings, strategy="public-nearest", fitted_to="release"
+    )
 
 
 def _public_rows_set(
@@ -145,8 +149,11 @@ def _public_rows_set(
     settings: RealizeSettings,
     *,
     strategy: str,
+    fitted_to: FitTarget | None = None,
 ) -> RealizedSet:
-    """Public texts `rows`, one per synthetic vector, with its label (and soft label)."""
+    """Public texts `rows`, one per synthetic vector, with its label (and soft label). None for
+    `fitted_to`: the rows are the method's own selection (its vectors are these texts), fitted
+    to what the method says (`SyntheticSet.texts_fitted_to`)."""
     return RealizedSet(
         texts=tuple(pool.public_texts[i] for i in rows),
         labels=synthetic.labels.copy(),
@@ -158,6 +165,7 @@ def _public_rows_set(
         spares=ranked_spares(
             synthetic.embeddings, pool.public_embeddings, settings.spares_per_text
         ),
+        fitted_to=fitted_to if fitted_to is not None else synthetic.texts_fitted_to,
     )
 
 
@@ -188,6 +196,8 @@ def private_coreset(
             settings.spares_per_text,
             allowed=pool.private_labels[None, :] == synthetic.labels[:, None],
         ),
+        # a coreset's rows are the method's choice; other vectors' nearest records follow them
+        fitted_to="method" if synthetic.private_rows is not None else "release",
     )
 
 
@@ -203,34 +213,27 @@ def _candidates(synthetic: SyntheticSet, pool: RealizationInput, per_vector: int
 def public_match(
     synthetic: SyntheticSet, pool: RealizationInput, settings: RealizeSettings
 ) -> RealizedSet:
-    """Labeled public texts chosen greedily so that kernel ridge regression on them best predicts
-    a reference labeled set; candidates are the public texts near the synthetic set.
+    """Labeled public texts, as many per class as the synthetic set has, chosen greedily so
+    that kernel ridge regression on them best predicts the released synthetic set (its vectors
+    and labels); candidates are the public texts near the synthetic vectors. It reads only the
+    release and the pool, with or without DP, so the texts are the method's: another method
+    gives other texts. A set whose vectors already are public texts (dpsgd-teacher, pe-vote,
+    public-coreset select them themselves) is released as it is, soft labels included.
 
-    The reference is the private training set when the run is not private (a sample of
-    `real_batch` records), and the released synthetic set itself (its vectors and labels) under
-    DP, which makes the selection post-processing. A set whose vectors already are public texts
-    (dpsgd-teacher selects them itself) is released as it is, soft labels included.
+    Fitting the private data directly instead is a method of its own (`public-coreset`): done
+    here, it would give every method the same texts.
     """
     exact = _exact_public_rows(synthetic, pool)
     if exact is not None:
         return _public_rows_set(synthetic, pool, exact, settings, strategy="public-match")
     candidates = _candidates(synthetic, pool, settings.candidates_per_vector)
     classes = int(synthetic.labels.max()) + 1
-    if pool.private_embeddings is not None and pool.private_labels is not None:
-        rng = numpy_rng(settings.seed, "public-match")
-        n = len(pool.private_labels)
-        real = rng.choice(n, size=min(settings.real_batch, n), replace=False)
-        reference_x = pool.private_embeddings[real]
-        reference_y = np.eye(classes, dtype=np.float32)[pool.private_labels[real]]
-    else:
-        reference_x = synthetic.embeddings
-        reference_y = synthetic.training_arrays(classes).targets
     device = settings.device
     selection = greedy_kernel_selection(
-        torch.from_numpy(np.ascontiguousarray(reference_x, dtype=np.float32)).to(device),
-        torch.from_numpy(np.ascontiguousarray(reference_y, dtype=np.float32)).to(device),
+        torch.from_numpy(np.ascontiguousarray(synthetic.embeddings, dtype=np.float32)).to(device),
+        torch.from_numpy(synthetic.training_arrays(classes).targets.astype(np.float32)).to(device),
         torch.from_numpy(pool.public_embeddings[candidates]).to(device),
-        per_class=int(np.bincount(synthetic.labels).max()),
+        per_class=np.bincount(synthetic.labels, minlength=classes),
         num_classes=classes,
         kernel=settings.kernel,
         progress=settings.progress,
@@ -247,6 +250,7 @@ def public_match(
         spares=ranked_spares(  # the public texts nearest to each chosen one
             pool.public_embeddings[rows[order]], pool.public_embeddings, settings.spares_per_text
         ),
+        fitted_to="release",
     )
 
 
@@ -276,7 +280,7 @@ def public_teacher(
     chosen = select_for_teacher(
         pool_x,
         logits,
-        per_class=int(np.bincount(synthetic.labels, minlength=classes).max()),
+        per_class=np.bincount(synthetic.labels, minlength=classes),
         config=TeacherConfig(),
         seed=settings.seed,
         progress=settings.progress,

@@ -13,11 +13,14 @@ so ‖E'‖² = ‖E‖² − 2 (Eᵀu_t)·g_t + ‖u_t‖² ‖g_t‖² for all
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from tdd_priv.methods.allocation import class_sizes
 from tdd_priv.methods.kip import KERNELS
 
 __all__ = ["Selection", "greedy_kernel_selection"]
@@ -35,7 +38,7 @@ def greedy_kernel_selection(
     real_y: torch.Tensor,
     candidates: torch.Tensor,
     *,
-    per_class: int,
+    per_class: int | Sequence[int] | np.ndarray,
     num_classes: int,
     kernel: str = "ntk",
     regularization: float = 1e-3,
@@ -45,10 +48,13 @@ def greedy_kernel_selection(
 
     real_x: (n, d) reference embeddings, real_y: (n, C) reference targets (one-hot or soft);
     candidates: (N, d) public embeddings. All three on one device, where the selection runs.
+    `per_class`: one count for every class, or (C,) counts, one per class (a class may get 0).
     """
-    if len(candidates) < per_class * num_classes:
+    sizes = torch.from_numpy(class_sizes(per_class, num_classes))
+    total = int(sizes.sum())
+    if len(candidates) < total:
         raise ValueError(
-            f"only {len(candidates)} candidate texts for {per_class * num_classes} slots; "
+            f"only {len(candidates)} candidate texts for {total} slots; "
             "use a larger public pool or a smaller --per-class"
         )
     k = KERNELS[kernel]
@@ -60,15 +66,13 @@ def greedy_kernel_selection(
     ridge = regularization * k_cc_diag.mean()
     device = cand.device
     eye = torch.eye(num_classes, dtype=torch.float64, device=device)
-    remaining = torch.full((num_classes,), per_class, device=device)
+    remaining = sizes.clone().to(device)
     used = torch.zeros(len(cand), dtype=torch.bool, device=device)
     rows: list[int] = []
     labels: list[int] = []
     losses: list[float] = []
     residual = targets.clone()
-    for _ in tqdm(
-        range(per_class * num_classes), desc="public-match", disable=not progress, leave=False
-    ):
+    for _ in tqdm(range(total), desc="public-match", disable=not progress, leave=False):
         if rows:
             chosen = torch.tensor(rows, device=device)
             k_sc = k(cand[chosen], cand)  # (m, N)

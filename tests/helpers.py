@@ -29,6 +29,7 @@ QUICK_DP_OPTIONS: dict[str, dict[str, object]] = {
     "dm": {"iterations": 30, "feature_maps": 4},
     "dc": {"iterations": 10},
     "dpsgd-teacher": {"epochs": 5},
+    "pe-vote": {"neighbors": 4},
     "kip": {"iterations": 20, "batch_size": 128},
     "mtt": {
         "iterations": 10,

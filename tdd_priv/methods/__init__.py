@@ -8,8 +8,9 @@ from functools import partial
 from typing import Any
 
 from tdd_priv.errors import ConfigError
+from tdd_priv.methods.allocation import Allocation, ClassSizes
 from tdd_priv.methods.balance import GroupBalance
-from tdd_priv.methods.base import DistillInput, MemberArrays, SyntheticSet
+from tdd_priv.methods.base import DistillInput, FitTarget, MemberArrays, SyntheticSet
 from tdd_priv.methods.coreset import herding, kcenter, random_subset
 from tdd_priv.methods.dc import DC_PRIVATE_DEFAULTS, DCConfig, dc_privacy_plan, gradient_matching
 from tdd_priv.methods.dm import DMConfig, distribution_matching, dm_privacy_plan
@@ -17,18 +18,24 @@ from tdd_priv.methods.experts import ExpertTrajectories
 from tdd_priv.methods.kip import KIPConfig, kernel_inducing_points, kip_privacy_plan
 from tdd_priv.methods.learned import parse_options
 from tdd_priv.methods.mtt import MTTConfig, mtt_privacy_plan, train_experts, trajectory_matching
+from tdd_priv.methods.pe_vote import PEVoteConfig, pe_vote, pe_vote_privacy_plan
+from tdd_priv.methods.public_coreset import public_coreset
 from tdd_priv.methods.teacher import TeacherConfig, teacher_privacy_plan, teacher_selection
 from tdd_priv.privacy.calibration import PlannedMechanism
 
 __all__ = [
     "METHODS",
+    "Allocation",
+    "ClassSizes",
     "DistillInput",
     "ExpertTrajectories",
+    "FitTarget",
     "GroupBalance",
     "MemberArrays",
     "MethodInfo",
     "PrivateVariant",
     "SyntheticSet",
+    "check_class_sizes",
     "check_group_balance",
     "distill",
     "method_info",
@@ -67,7 +74,9 @@ class MethodInfo:
     """A registered method. `releases_private_records`: its output rows are real records.
     `experts`: trains what the method learns from before distilling (mtt's expert trajectories),
     so a pipeline can run and cache it as a step of its own. `group_balanced`: it supports
-    `--fairness balanced` (reads `DistillInput.balance`)."""
+    `--fairness balanced` (reads `DistillInput.balance`). `class_sizes`: it honours per-class
+    sizes other than `per_class` each (`--allocation frequency|difficulty`, through
+    `DistillInput.class_sizes`)."""
 
     name: str
     run: Callable[[DistillInput], SyntheticSet]
@@ -76,6 +85,7 @@ class MethodInfo:
     private: PrivateVariant | None = None
     experts: Callable[[DistillInput], ExpertTrajectories] | None = None
     group_balanced: bool = False
+    class_sizes: bool = False
 
     @property
     def differentially_private(self) -> bool:
@@ -87,9 +97,27 @@ _NOISE_INIT = {"init": "noise"}
 METHODS: dict[str, MethodInfo] = {
     info.name: info
     for info in (
-        MethodInfo("random", random_subset, True, "k private records per class, uniformly"),
-        MethodInfo("herding", herding, True, "k private records per class tracking the mean"),
-        MethodInfo("kcenter", kcenter, True, "k private records per class covering the class"),
+        MethodInfo(
+            "random",
+            random_subset,
+            True,
+            "k private records per class, uniformly",
+            class_sizes=True,
+        ),
+        MethodInfo(
+            "herding",
+            herding,
+            True,
+            "k private records per class tracking the mean",
+            class_sizes=True,
+        ),
+        MethodInfo(
+            "kcenter",
+            kcenter,
+            True,
+            "k private records per class covering the class",
+            class_sizes=True,
+        ),
         MethodInfo(
             "dm",
             distribution_matching,
@@ -137,6 +165,23 @@ METHODS: dict[str, MethodInfo] = {
             False,
             "public texts chosen and soft-labeled by a teacher trained with (DP-)SGD",
             PrivateVariant(TeacherConfig, teacher_privacy_plan),
+            class_sizes=True,
+        ),
+        MethodInfo(
+            "pe-vote",
+            pe_vote,
+            False,
+            "the public texts most voted for by the private records' (noisy) nearest neighbours",
+            PrivateVariant(PEVoteConfig, pe_vote_privacy_plan),
+            class_sizes=True,
+        ),
+        MethodInfo(
+            "public-coreset",
+            public_coreset,
+            False,
+            "public texts chosen by kernel ridge regression against the private records "
+            "(never private: it reads them directly)",
+            class_sizes=True,
         ),
     )
 }
@@ -159,8 +204,22 @@ def check_group_balance(name: str) -> None:
         )
 
 
+def check_class_sizes(name: str, allocation: Allocation) -> None:
+    """Refuse an allocation other than `equal` for a method that cannot honour class sizes."""
+    info = method_info(name)
+    if allocation.mode == "equal" or info.class_sizes:
+        return
+    supported = ", ".join(m.name for m in METHODS.values() if m.class_sizes)
+    raise ConfigError(
+        f"--allocation {allocation.mode} is not available for method '{name}': it learns the "
+        f"same number of vectors for every class. Methods that honour per-class sizes: "
+        f"{supported}. Use one of those, or --allocation equal."
+    )
+
+
 def distill(name: str, inputs: DistillInput) -> SyntheticSet:
     """Run the named method on the private training set."""
     if inputs.balance is not None:
         check_group_balance(name)  # never ignore a requested balancing silently
+    check_class_sizes(name, inputs.allocation)
     return method_info(name).run(inputs)

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tdd_priv.privacy.mechanisms import gaussian_vote_histogram, nearest_candidates
+
 __all__ = [
     "ExactAccess",
     "ExpertTraining",
@@ -147,6 +149,12 @@ class PrivateAccess(Protocol):
         generator: torch.Generator,
     ) -> Trajectory:
         """Train `model` (in place) on the real data; its flat parameters after each epoch."""
+        ...
+
+    def class_vote_histogram(self, candidates: torch.Tensor, *, neighbors: int) -> torch.Tensor:
+        """(C, N) float64: per class, the votes of its real examples for their `neighbors`
+        nearest of the public `candidates` (N, d), 1/√K per vote (Private Evolution's
+        nearest-neighbour histogram; one release, noisy under DP)."""
         ...
 
     def sample_examples(
@@ -360,6 +368,18 @@ class ExactAccess:
                 optimizer.step()
             trajectory.append(_flat(model))
         return trajectory
+
+    def class_vote_histogram(self, candidates: torch.Tensor, *, neighbors: int) -> torch.Tensor:
+        """The exact histogram: the mechanism at σ = 0 (it draws no noise)."""
+        votes = nearest_candidates(self._x, candidates, neighbors=neighbors)
+        return gaussian_vote_histogram(
+            votes,
+            self._y,
+            self._num_classes,
+            len(candidates),
+            noise_multiplier=0.0,
+            generator=torch.Generator(),
+        )
 
     def sample_examples(
         self, *, label: int, count: int, generator: torch.Generator, across_groups: bool = False

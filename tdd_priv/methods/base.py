@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -12,10 +12,19 @@ import torch
 from tdd_priv.errors import ConfigError
 from tdd_priv.heads import LabeledArrays
 from tdd_priv.methods.access import ExactAccess, PrivateAccess
+from tdd_priv.methods.allocation import Allocation, ClassProfile, ClassSizes
 from tdd_priv.methods.balance import GroupBalance
 from tdd_priv.methods.experts import ExpertTrajectories
 
-__all__ = ["DistillInput", "MemberArrays", "SyntheticSet"]
+__all__ = ["DistillInput", "FitTarget", "MemberArrays", "SyntheticSet"]
+
+# What released texts were fitted to, so a report can say who made them. "method": the method
+# chose these very texts or records through its own mechanism (dpsgd-teacher: its teacher's
+# outputs; pe-vote: the records' votes; coresets: the class's records); "release": a realizer
+# fitted them to the method's released vectors and labels, so they change with the method;
+# "private-data": selected against the private records directly, whatever the method released
+# (public-coreset, never private).
+FitTarget = Literal["method", "release", "private-data"]
 
 
 @dataclass(frozen=True)
@@ -52,11 +61,14 @@ class DistillInput:
     # (class, group) cell with equal weight. None: plain per-class matching.
     balance: GroupBalance | None = None
     # (N, d) embeddings of the public pool (public: reading it costs no privacy), for methods
-    # that select public texts themselves (dpsgd-teacher); None when not given.
+    # that select public texts themselves (dpsgd-teacher, pe-vote); None when not given.
     public_embeddings: np.ndarray | None = None
     # Where the method's tensors and generators live (tdd_priv.device); results come back as
     # numpy arrays on the CPU whatever the device.
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    # How many texts each class gets (--allocation): equal `per_class` by default. Methods
+    # that honour it (MethodInfo.class_sizes) call `class_sizes`; the others refuse it.
+    allocation: Allocation = field(default_factory=Allocation)
 
     @property
     def size(self) -> int:
@@ -107,6 +119,19 @@ class DistillInput:
             device=self.device,
         )
 
+    def class_sizes(
+        self, profile: ClassProfile | None = None, *, capacity: np.ndarray | None = None
+    ) -> ClassSizes:
+        """(C,) texts per class under the run's allocation; `profile` is the method's estimate
+        of each class's frequency and difficulty (needed unless the allocation is equal; under
+        DP it must come from the method's own noisy release), `capacity` (C,) caps each."""
+        return self.allocation.sizes(
+            per_class=self.per_class,
+            num_classes=self.num_classes,
+            profile=profile,
+            capacity=capacity,
+        )
+
     def class_rows(self, label: int) -> np.ndarray:
         """(n_c,) int64 row indices of one class, ascending."""
         return np.flatnonzero(self.exact().labels == label)
@@ -114,7 +139,8 @@ class DistillInput:
 
 @dataclass(frozen=True)
 class SyntheticSet:
-    """A distilled set of `per_class` examples per class in embedding space.
+    """A distilled set of examples per class in embedding space (`per_class` each, or the sizes
+    in `allocation`).
 
     embeddings: (m, d) float32; labels: (m,) int64; soft_labels: (m, C) float32 or None.
     `private_rows` holds the indices into the private training set when the examples *are*
@@ -130,6 +156,9 @@ class SyntheticSet:
     private_rows: np.ndarray | None = None
     privacy: Mapping[str, Any] | None = None  # the privacy report when made under DP
     fairness: Mapping[str, Any] | None = None  # the group-balancing report (--fairness balanced)
+    allocation: ClassSizes | None = None  # texts per class and how they were decided
+    # When the vectors are public texts the method chose itself: what it fitted them to.
+    texts_fitted_to: FitTarget = "method"
 
     def training_arrays(self, num_classes: int) -> LabeledArrays:
         """The set as a training set for heads: soft labels when learned, else one-hot."""

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from tdd_priv.errors import ConfigError
 from tdd_priv.methods.access import ExpertTraining
+from tdd_priv.methods.allocation import ClassSizes, class_sizes, profile_from_probabilities
 from tdd_priv.methods.base import DistillInput, SyntheticSet
 from tdd_priv.methods.kip import KERNELS
 from tdd_priv.methods.learned import parse_options
@@ -51,6 +52,7 @@ __all__ = [
     "balanced_classes",
     "greedy_target_selection",
     "select_for_teacher",
+    "teacher_class_sizes",
     "teacher_privacy_plan",
     "teacher_selection",
 ]
@@ -126,13 +128,13 @@ def greedy_target_selection(
     candidate_targets: torch.Tensor,
     candidate_classes: torch.Tensor,
     *,
-    per_class: int,
+    per_class: int | np.ndarray,
     kernel: str = "linear",
     regularization: float = 1e-3,
     progress: bool = False,
 ) -> TargetSelection:
-    """`per_class` candidates of each class whose own targets, fitted by kernel ridge
-    regression, best predict the reference targets.
+    """`per_class` candidates of each class (one count, or (C,) counts) whose own targets,
+    fitted by kernel ridge regression, best predict the reference targets.
 
     reference_x: (n, d), reference_targets: (n, C); candidates: (N, d) with their targets
     (N, C) and classes (N,) int64; all on one device, where the selection runs. Unlike
@@ -146,12 +148,13 @@ def greedy_target_selection(
     is updated in O(n·N) per pick, never re-solving the ridge system.
     """
     classes = int(candidate_targets.shape[1])
+    sizes = torch.from_numpy(class_sizes(per_class, classes))
     counts = torch.bincount(candidate_classes, minlength=classes)
-    if bool((counts < per_class).any()):
+    if bool((counts < sizes).any()):
         raise ValueError(
             f"the public pool has {counts.tolist()} texts per class by the teacher, fewer than "
-            f"--per-class {per_class} for some class; use a larger public pool or a smaller "
-            "--per-class"
+            f"the {sizes.tolist()} to choose for some class; use a larger public pool or a "
+            "smaller --per-class"
         )
     k = KERNELS[kernel]
     x, cand = reference_x.double(), candidates.double()
@@ -162,11 +165,13 @@ def greedy_target_selection(
     diag = torch.cat([k(part, part).diagonal() for part in cand.split(1024)])  # r(t, t)
     ridge = regularization * float(diag.mean())
     factors: list[torch.Tensor] = []  # columns l_j with r = K − Σ l_j l_jᵀ over candidates
-    remaining = torch.full((classes,), per_class, device="cpu")  # counters
+    remaining = sizes.clone()  # counters, on the CPU
     allowed = torch.ones(len(cand), dtype=torch.bool, device=cand.device)
+    allowed &= sizes.to(cand.device)[candidate_classes] > 0  # a class of size 0 takes nothing
     rows: list[int] = []
     losses: list[float] = []
-    for _ in tqdm(range(per_class * classes), desc="teacher", disable=not progress, leave=False):
+    total = int(sizes.sum())
+    for _ in tqdm(range(total), desc="teacher", disable=not progress, leave=False):
         schur = (diag + ridge).clamp_min(ridge)  # (N,)
         g = cand_residual / schur[:, None]  # (N, C)
         e_u = u.T @ residual  # (N, C)
@@ -196,24 +201,26 @@ def greedy_target_selection(
     return TargetSelection(torch.tensor(rows, device="cpu"), tuple(losses))
 
 
-def balanced_classes(probabilities: torch.Tensor, per_class: int) -> torch.Tensor:
+def balanced_classes(probabilities: torch.Tensor, per_class: int | np.ndarray) -> torch.Tensor:
     """(N,) int64 class of each public text: the teacher's argmax, except that a class with
-    fewer than `per_class` texts takes those it scores highest from classes that can spare them
-    (a weak or noisy teacher may predict some class rarely)."""
+    fewer texts than it needs (`per_class`: one count, or (C,) counts) takes those it scores
+    highest from classes that can spare them (a weak or noisy teacher may predict some class
+    rarely)."""
     count, classes = probabilities.shape
-    if count < per_class * classes:
+    need = class_sizes(per_class, classes).tolist()
+    if count < sum(need):
         raise ValueError(
-            f"the public pool has {count} texts, fewer than {per_class} per class for "
-            f"{classes} classes; use a larger public pool or a smaller --per-class"
+            f"the public pool has {count} texts, fewer than the {sum(need)} to choose "
+            f"({need} for {classes} classes); use a larger public pool or a smaller --per-class"
         )
     assigned = probabilities.argmax(dim=1)
     counts = torch.bincount(assigned, minlength=classes).tolist()
     for label in range(classes):
         for row in torch.argsort(probabilities[:, label], descending=True).tolist():
-            if counts[label] >= per_class:
+            if counts[label] >= need[label]:
                 break
             current = int(assigned[row])
-            if current != label and counts[current] > per_class:
+            if current != label and counts[current] > need[current]:
                 assigned[row] = label
                 counts[current] -= 1
                 counts[label] += 1
@@ -239,15 +246,15 @@ def select_for_teacher(
     pool: torch.Tensor,
     logits: torch.Tensor,
     *,
-    per_class: int,
+    per_class: int | np.ndarray,
     config: TeacherConfig,
     seed: int,
     progress: bool = False,
 ) -> TeacherTexts:
-    """`per_class` public texts per class that carry a teacher's outputs (`logits` (N, C) on
-    `pool` (N, d)), released with its tempered probabilities, calibrated as `config` says.
-    Reads only the pool and the teacher's outputs, so it is post-processing of whatever
-    produced the teacher."""
+    """`per_class` public texts per class (one count, or (C,) counts) that carry a teacher's
+    outputs (`logits` (N, C) on `pool` (N, d)), released with its tempered probabilities,
+    calibrated as `config` says. Reads only the pool and the teacher's outputs, so it is
+    post-processing of whatever produced the teacher."""
     probabilities = torch.softmax(logits / config.temperature, dim=1)
     targets = (
         probabilities
@@ -299,10 +306,11 @@ def teacher_selection(inputs: DistillInput) -> SyntheticSet:
     pool = torch.from_numpy(np.ascontiguousarray(public, dtype=np.float32)).to(inputs.device)
     with torch.no_grad():
         logits = torch.cat([teacher(part) for part in pool.split(8192)])
+    sizes = teacher_class_sizes(inputs, logits)
     chosen = select_for_teacher(
         pool,
         logits,
-        per_class=inputs.per_class,
+        per_class=sizes.sizes,
         config=config,
         seed=inputs.seed,
         progress=inputs.progress,
@@ -314,4 +322,17 @@ def teacher_selection(inputs: DistillInput) -> SyntheticSet:
         method="dpsgd-teacher",
         config=dataclasses.asdict(config),
         loss_history=chosen.losses,
+        allocation=sizes,
     )
+
+
+def teacher_class_sizes(inputs: DistillInput, logits: torch.Tensor) -> ClassSizes:
+    """Texts per class: the run's allocation, estimated (when it needs an estimate) from the
+    teacher's probabilities on the public pool, so post-processing of the DP teacher."""
+    if not inputs.allocation.needs_profile:
+        return inputs.class_sizes()
+    probabilities = torch.softmax(logits.double(), dim=1).numpy()
+    profile = profile_from_probabilities(
+        probabilities, source="the teacher's predictions on the public pool"
+    )
+    return inputs.class_sizes(profile)

@@ -28,6 +28,8 @@ from tdd_priv.privacy.ledger import PrivacyLedger
 from tdd_priv.privacy.mechanisms import (
     gaussian_class_sums,
     gaussian_sum,
+    gaussian_vote_histogram,
+    nearest_candidates,
     noisy_counts,
     per_example_loss_grads,
     poisson_sample,
@@ -339,6 +341,26 @@ class NoisyAccess:
         )
         self.ledger.append(record)
         return trajectory
+
+    def class_vote_histogram(self, candidates: torch.Tensor, *, neighbors: int) -> torch.Tensor:
+        """(C, N) per-class nearest-neighbour vote histogram over the public `candidates`, each
+        entry + N(0, σ²): every record's vote vector has L2 norm 1 (1/√K on each of its K
+        nearest candidates) and lands in its own class's row, so the table is one Gaussian
+        mechanism of sensitivity 1 at noise multiplier σ, recorded once. The clip norm C plays
+        no part: the votes are bounded by construction."""
+        votes = nearest_candidates(self._x, candidates, neighbors=neighbors)
+        histogram = gaussian_vote_histogram(
+            votes,
+            self._y,
+            self._num_classes,
+            len(candidates),
+            noise_multiplier=self._sigma,
+            generator=self._generator,
+        )
+        self.ledger.spend(
+            "class_vote_histogram", noise_multiplier=self._sigma, sample_rate=1.0, steps=1
+        )
+        return histogram
 
     def sample_examples(
         self, *, label: int, count: int, generator: torch.Generator, across_groups: bool = False

@@ -363,7 +363,6 @@ def dpsgd_utility(
     return Utility(tuple(HeadScores(head, tuple(scores[head])) for head in heads))
 
 
-
 # --- DP-SGD fine-tuning of a transformer on the private texts -----------------------------------
 
 

@@ -2,8 +2,10 @@
 
 Every private statistic a run releases is computed here: per-example clipping to an L2 norm C,
 a sum of clipped rows plus Gaussian noise of standard deviation σ·C (the sum of clipped rows has
-L2 sensitivity C under add/remove adjacency), Poisson sampling with rate q, and noisy class
-counts (sensitivity 1). Randomness comes only from the explicit `torch.Generator` passed in.
+L2 sensitivity C under add/remove adjacency), Poisson sampling with rate q, noisy class
+counts (sensitivity 1), and per-class nearest-neighbour vote histograms over public candidates
+(each record's vote vector has L2 norm 1, so sensitivity 1). Randomness comes only from the
+explicit `torch.Generator` passed in.
 
 Oracles: σ = 0 adds no noise (and draws nothing from the generator); C = ∞ leaves every row
 unchanged, bit for bit. Together they reproduce the plain, non-private computation exactly.
@@ -26,6 +28,8 @@ __all__ = [
     "clip_per_example_grads",
     "gaussian_class_sums",
     "gaussian_sum",
+    "gaussian_vote_histogram",
+    "nearest_candidates",
     "noisy_counts",
     "per_example_grads",
     "per_example_norms",
@@ -265,6 +269,108 @@ def noisy_counts(
         return counts
     return counts + _gaussian_noise(
         counts.shape, std=noise_multiplier, like=counts, generator=generator
+    )
+
+
+def nearest_candidates(
+    x: Tensor, candidates: Tensor, *, neighbors: int, block_rows: int = 1024
+) -> Tensor:
+    """(n, K) int64: for each row of `x` (n, d), its K = `neighbors` most similar rows of
+    `candidates` (N, d) by float32 dot product (cosine for unit-norm rows), most similar first;
+    equal similarities go to the lower candidate index. Releases nothing by itself: these are
+    per-example votes for `gaussian_vote_histogram`. Similarities are computed `block_rows`
+    rows at a time, so memory stays O(block_rows · N) for any n.
+    """
+    if x.ndim != 2 or candidates.ndim != 2 or x.shape[1] != candidates.shape[1]:
+        raise ValueError(
+            f"x (n, d) and candidates (N, d) must share d, got {tuple(x.shape)} and "
+            f"{tuple(candidates.shape)}"
+        )
+    if not 1 <= neighbors <= len(candidates):
+        raise ValueError(
+            f"neighbors K must lie in [1, {len(candidates)}] (the number of candidates), "
+            f"got {neighbors}"
+        )
+    if block_rows < 1:
+        raise ValueError(f"block_rows must be >= 1, got {block_rows}")
+    pool = candidates.detach().to(torch.float32)
+    blocks = [
+        _top_similar(part.to(torch.float32) @ pool.T, neighbors) for part in x.split(block_rows)
+    ]
+    if not blocks:
+        return torch.zeros((0, neighbors), dtype=torch.int64)
+    return torch.cat(blocks)
+
+
+def _top_similar(similarity: Tensor, k: int) -> Tensor:
+    """(m, k) int64 column indices of the k largest entries per row, largest first, equal values
+    in ascending index order (torch.topk alone leaves the order of ties unspecified)."""
+    if k == similarity.shape[1]:
+        return torch.argsort(similarity, dim=1, descending=True, stable=True)
+    top = torch.topk(similarity, k + 1, dim=1)
+    indices = top.indices[:, :k].clone()
+    values = top.values
+    # Rows with a tie anywhere among their top k + 1: sort those rows in full, stably.
+    tied = (values[:, 1:] == values[:, :-1]).any(dim=1)
+    if bool(tied.any()):
+        rows = torch.argsort(similarity[tied], dim=1, descending=True, stable=True)
+        indices[tied] = rows[:, :k]
+    return indices.to(torch.int64)
+
+
+def _check_votes(votes: Tensor, num_bins: int) -> Tensor:
+    votes = torch.as_tensor(votes)
+    if votes.ndim != 2 or votes.shape[1] < 1:
+        raise ValueError(f"votes must have shape (n, K) with K >= 1, got {tuple(votes.shape)}")
+    if votes.dtype.is_floating_point or votes.dtype == torch.bool:
+        raise ValueError(f"votes must be integer bin ids, got {votes.dtype}")
+    votes = votes.to(torch.int64)
+    if len(votes) and (int(votes.min()) < 0 or int(votes.max()) >= num_bins):
+        raise ValueError(f"votes must lie in [0, {num_bins}), got [{votes.min()}, {votes.max()}]")
+    ordered = votes.sort(dim=1).values
+    if bool((ordered[:, 1:] == ordered[:, :-1]).any()):
+        # A repeated bin would put weight 2/√K there: the vote's norm would exceed 1.
+        raise ValueError("each record must vote for K distinct bins (a row of votes repeats one)")
+    return votes
+
+
+def gaussian_vote_histogram(
+    votes: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    num_bins: int,
+    *,
+    noise_multiplier: float,
+    generator: torch.Generator,
+) -> Tensor:
+    """(num_classes, num_bins) float64 per-class vote histogram, each entry + N(0, σ²).
+
+    `votes` (n, K) int64: the K distinct bins (public candidates) record i votes for, e.g. its K
+    nearest (`nearest_candidates`); `labels` (n,) its class. Record i adds 1/√K to each of its
+    K bins in its own class's row (Private Evolution's nearest-neighbour vote, with the votes of
+    one record normalised to L2 norm 1 as in Aug-PE). Sensitivity: adding or removing one
+    record changes one row of the table by its vote vector, of L2 norm exactly 1, and no other
+    row, so the whole table is ONE Gaussian mechanism with L2 sensitivity 1 and noise
+    multiplier σ (the noise standard deviation, as for `noisy_counts`). σ = 0 returns the exact
+    histogram and draws nothing from `generator`. Noisy entries may be negative or fractional;
+    ranking or clamping them afterwards is post-processing.
+    """
+    _check_noise_multiplier(noise_multiplier)
+    if num_bins < 1:
+        raise ValueError(f"num_bins must be >= 1, got {num_bins}")
+    votes = _check_votes(votes, num_bins)
+    labels = _check_labels(labels, num_classes, len(votes))
+    histogram = torch.zeros(num_classes * num_bins, dtype=torch.float64)
+    cells = labels[:, None] * num_bins + votes  # (n, K) flat (class, bin) cells
+    weight = 1.0 / math.sqrt(votes.shape[1])
+    histogram.index_add_(
+        0, cells.reshape(-1), torch.full((cells.numel(),), weight, dtype=torch.float64)
+    )
+    histogram = histogram.view(num_classes, num_bins)
+    if noise_multiplier == 0:
+        return histogram
+    return histogram + _gaussian_noise(
+        histogram.shape, std=noise_multiplier, like=histogram, generator=generator
     )
 
 

@@ -155,8 +155,16 @@ def _synthetic(record: RunRecord) -> dict[str, Any]:
         # not reach texts chosen anew (public-match selects its own texts with hard labels)
         "soft_labels": realized.soft_labels is not None,
         "realization": realized.strategy,
+        # who made the texts: the method itself, a realizer fitting the method's release, or a
+        # selection against the private data (tdd_priv.methods.FitTarget)
+        "texts_fitted_to": realized.fitted_to,
         "text_source": realized.source,
         "releases_private_records": realized.source == "private",
+        **(
+            {"allocation": allocation.to_json(names)}
+            if (allocation := record.synthetic.allocation) is not None
+            else {}
+        ),
     }
     if record.release is not None:  # unknown: only the leakage audit sees copies, not origins
         del synthetic["releases_private_records"]

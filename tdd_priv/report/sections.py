@@ -935,7 +935,10 @@ def _data(report: Mapping[str, Any]) -> Section:
                 f"test records; public pool of {sizes.get('public_pool', 0):,} texts ({origin})."
                 + claim.pool_sentence
             ),
-            Paragraph(f"Synthetic set: {synthetic['size']} texts; per label: {counts}."),
+            Paragraph(
+                f"Synthetic set: {synthetic['size']} texts; per label: {counts}."
+                + _allocation_sentence(synthetic.get("allocation"))
+            ),
             source_note,
         ),
     )
@@ -1014,6 +1017,50 @@ def _release(report: Mapping[str, Any]) -> Section:
     return Section("release", "Release audited", tuple(blocks))
 
 
+_ALLOCATION_BASIS = {
+    "frequency": "estimated share",
+    "difficulty": "estimated share of the errors (share × error rate)",
+}
+
+
+def _allocation_sentence(allocation: Mapping[str, Any] | None) -> str:
+    """How the texts per class were decided (--allocation), when not equally."""
+    if not allocation or allocation.get("mode") == "equal":
+        return ""
+    basis = _ALLOCATION_BASIS.get(allocation["mode"], allocation["mode"])
+    source = allocation.get("estimated_from")
+    return (
+        f" The {allocation['total']} texts were split over the classes by each class's {basis}"
+        + (f", estimated from {source}" if source else "")
+        + " (at least one per class)."
+    )
+
+
+def _attribution(report: Mapping[str, Any]) -> Paragraph | None:
+    """Who made the released texts (report.json's synthetic.texts_fitted_to)."""
+    synthetic, method = report["synthetic"], report["method"]["name"]
+    realization = synthetic.get("realization", "?")
+    fitted = synthetic.get("texts_fitted_to")
+    if fitted == "method":
+        text = (
+            f"The texts are {method}'s own choice: the method selected these texts itself, and "
+            f"realization ({realization}) released them as they are."
+        )
+    elif fitted == "release":
+        text = (
+            f"The texts were fitted by {realization} to the set {method} released (its vectors "
+            "and labels): another method's release gives other texts."
+        )
+    elif fitted == "private-data":
+        text = (
+            f"The texts were selected against the private training records directly "
+            f"({method}): no distillation method's release decided them."
+        )
+    else:
+        return None  # reports written before the field existed
+    return Paragraph(text)
+
+
 def _method(report: Mapping[str, Any]) -> Section:
     method, encoder = report["method"], report.get("encoder", {})
     if "release" in report:
@@ -1030,9 +1077,15 @@ def _method(report: Mapping[str, Any]) -> Section:
             ),
         )
     rows = tuple(_scalars(method.get("settings", {})))
+    allocation = report["synthetic"].get("allocation") or {}
+    sizes = (
+        f"{allocation['total']} texts split by {_ALLOCATION_BASIS[allocation['mode']]}"
+        if allocation.get("mode") in _ALLOCATION_BASIS
+        else f"{method['per_class']} per class"
+    )
     blocks: list[Block] = [
         Paragraph(
-            f"{method['name']}, {method['per_class']} per class, in the embedding space of "
+            f"{method['name']}, {sizes}, in the embedding space of "
             f"{encoder.get('model', '?')} ({encoder.get('dimension', '?')} dimensions, weights "
             f"sha256 `{str(encoder.get('model_sha256', '?'))[:12]}…`)."
         )
@@ -1047,6 +1100,8 @@ def _method(report: Mapping[str, Any]) -> Section:
                 "used their class mean instead."
             )
         )
+    if (attribution := _attribution(report)) is not None:
+        blocks.append(attribution)
     if rows:
         blocks.append(Table(("setting", "value"), rows))
     blocks += _figures(report, "method")

@@ -87,7 +87,7 @@ def test_unknown_settings_list_the_known_ones_at_their_level() -> None:
         RunConfig.from_dict({"privacy": {"epsilom": 1}, "sed": 3})
     message = str(caught.value)
     assert "unknown setting(s) privacy.epsilom in privacy; known: budget_ledger" in message
-    assert "unknown setting(s) sed; known: audit, cache_dir" in message
+    assert "unknown setting(s) sed; known: allocation, audit, cache_dir" in message
     with pytest.raises(ConfigError, match="'seed' is not a group of settings"):
         RunConfig().with_overrides({"seed.x": 1})
 

@@ -12,11 +12,13 @@ from tdd_priv.methods.dc import gradient_distance
 from tdd_priv.methods.kip import KERNELS, krr_predict
 from tdd_priv.methods.nets import build_net, cross_entropy, net_params
 
-# The four families that learn vectors (dpsgd-teacher selects public texts: test_teacher.py).
+# The four families that learn vectors (the methods that select public texts have their own
+# tests: test_teacher.py, test_pe_vote.py, test_allocation.py).
+SELECT_PUBLIC_TEXTS = ("dpsgd-teacher", "pe-vote", "public-coreset")
 LEARNED = sorted(
     name
     for name, info in METHODS.items()
-    if not info.releases_private_records and name != "dpsgd-teacher"
+    if not info.releases_private_records and name not in SELECT_PUBLIC_TEXTS
 )
 # Small budgets: these tests check behaviour, the benchmark checks quality.
 QUICK = {

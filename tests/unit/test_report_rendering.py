@@ -143,3 +143,42 @@ def test_every_evaluated_set_is_shown_including_new_baselines(tmp_path: Path) ->
     # The realized texts are the synthetic vectors' own records here: shown once.
     assert "synthetic (texts)" not in markdown
     assert draw_figures(report, tmp_path / "figures")[0]["name"] == "utility"
+
+
+@pytest.mark.parametrize(
+    ("fitted_to", "phrase"),
+    [
+        ("method", "dm's own choice"),
+        ("release", "fitted by public-nearest to the set dm released"),
+        ("private-data", "selected against the private training records directly"),
+    ],
+)
+def test_the_method_section_says_who_made_the_texts(
+    tmp_path: Path, fitted_to: str, phrase: str
+) -> None:
+    report = private_report()
+    report["method"]["name"] = "dm"
+    report["synthetic"]["texts_fitted_to"] = fitted_to
+    assert phrase in render_markdown(report)
+    assert phrase in render_html(report, tmp_path)
+    # A report written before the field existed says nothing about it rather than guessing.
+    del report["synthetic"]["texts_fitted_to"]
+    text = render_markdown(report)
+    assert "own choice" not in text and "were fitted" not in text and "were selected" not in text
+
+
+def test_an_allocation_is_stated_with_its_source() -> None:
+    report = private_report()
+    report["synthetic"]["allocation"] = {
+        "mode": "frequency",
+        "total": 12,
+        "sizes": {"a": 9, "b": 3},
+        "weights": {"a": 0.75, "b": 0.25},
+        "estimated_from": "the vote histogram pe-vote released",
+    }
+    text = render_markdown(report)
+    assert "12 texts split by estimated share" in text
+    assert (
+        "The 12 texts were split over the classes by each class's estimated share, estimated "
+        "from the vote histogram pe-vote released" in text
+    )

@@ -86,7 +86,7 @@ def test_balanced_classes_gives_every_class_enough_texts() -> None:
     assigned = balanced_classes(probabilities, per_class=2)
     # Class 1 is never the argmax; it takes the two texts it scores highest.
     assert assigned.tolist() == [0, 0, 0, 0, 0, 1, 1]
-    with pytest.raises(ValueError, match="fewer than 4 per class"):
+    with pytest.raises(ValueError, match="fewer than the 8 to choose"):
         balanced_classes(probabilities, per_class=4)
 
 
