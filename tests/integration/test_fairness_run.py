@@ -61,7 +61,7 @@ def test_dp_balanced_run_on_the_demo_data(tmp_path: Path) -> None:
     )  # fmt: skip
     assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["schema_version"] == "2.1.0"
+    assert report["schema_version"] == "2.2.0"
     fairness = report["method"]["fairness"]
     assert fairness["mode"] == "balanced"
     assert fairness["group_columns"] == ["group"]

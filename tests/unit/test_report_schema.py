@@ -17,7 +17,7 @@ def test_every_registered_schema_is_a_valid_draft_2020_12_schema() -> None:
         schema = report_schema(major)
         Draft202012Validator.check_schema(schema)
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert SCHEMA_VERSION == "2.1.0"
+    assert SCHEMA_VERSION == "2.2.0"
     assert SCHEMA_VERSION in report_schema()["$id"]
 
 

@@ -29,8 +29,10 @@ __all__ = [
 ]
 
 # 2.0.0: the release holds only covered or declared-public facts; 2.1.0: the no-claim status and
-# the `release` section of a release made outside tdd-priv (`tdd-priv audit`)
-SCHEMA_VERSION = "2.1.0"
+# the `release` section of a release made outside tdd-priv (`tdd-priv audit`); 2.2.0: utility
+# metrics beyond accuracy with the headline and floor, environment.device, synthetic.texts_fitted_to
+# and allocation, model notes
+SCHEMA_VERSION = "2.2.0"
 
 # major version -> schema file in this package.
 SCHEMA_FILES = {
