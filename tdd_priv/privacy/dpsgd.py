@@ -74,7 +74,8 @@ class DPSGDTraining:
     epochs: int = 20
     batch_size: int = 1024
     max_grad_norm: float = 1.0
-    learning_rate: float = 1e-2
+    # Chosen on Davidson's dev split with the teacher's tuning budget (bench/tune.py).
+    learning_rate: float = 0.1
     optimizer: Literal["adam", "sgd"] = "adam"
     momentum: float = 0.9
     grad_sample_mode: Literal["ghost", "hooks"] = "ghost"

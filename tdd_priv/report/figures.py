@@ -22,6 +22,7 @@ from matplotlib.ticker import MaxNLocator
 
 from tdd_priv.evaluate import METRICS, PER_MODEL_KEYS
 from tdd_priv.privacy.ledger import AccountingError, compute_epsilon
+from tdd_priv.report.escape import printable
 
 __all__ = [
     "BASELINE_SETS",
@@ -39,6 +40,13 @@ __all__ = [
     "shown_sets",
     "utility_label",
 ]
+
+
+def _plain(name: str) -> str:
+    """A name from the data as literal figure text: control characters become spaces and `$`
+    is escaped, so matplotlib neither warns about glyphs nor reads it as mathtext."""
+    return printable(name).replace("$", r"\$")
+
 
 # report.json utility key -> label shown to people, in display order.
 UTILITY_SETS = {
@@ -255,7 +263,9 @@ def plot_recall_by_class(utility: Mapping[str, Any], path: Path) -> None:
                 )
     axes.set_yticks(range(len(sets)), [utility_label(key) for key in sets], fontsize=8)
     if labelled:
-        axes.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=7)
+        axes.set_xticks(
+            range(len(classes)), [_plain(c) for c in classes], rotation=45, ha="right", fontsize=7
+        )
     else:
         axes.set_xlabel(f"{len(classes)} classes (names in report.json)")
         axes.set_xticks([])
@@ -492,7 +502,9 @@ def plot_accuracy_by_group(fairness: Mapping[str, Any], path: Path) -> None:
                     hatch="//" if metrics.get("too_few_examples") else None,
                     label=utility_label(model) if g == 0 else None,
                 )
-        axes.set_xticks(range(len(groups)), groups, rotation=45, ha="right", fontsize=7)
+        axes.set_xticks(
+            range(len(groups)), [_plain(g) for g in groups], rotation=45, ha="right", fontsize=7
+        )
         axes.set_ylim(0, 1)
         axes.set_title(view, fontsize=9)
     axes_row[0][0].set_ylabel("test accuracy")

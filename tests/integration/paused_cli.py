@@ -38,15 +38,19 @@ def main() -> int:
 
         folder.draw_figures = paused_draw
     elif step == "cache":
-        import numpy as np
+        import tdd_priv.encode as encode
 
-        save = np.save
+        atomic_write = encode._atomic_write
 
-        def paused_save(*given: Any, **named: Any) -> None:
-            save(*given, **named)
-            _pause(ready)
+        def paused_write(path: Any, write: Any) -> None:
+            def write_then_pause(handle: Any) -> None:
+                write(handle)
+                handle.flush()
+                _pause(ready)  # the embeddings are in their temporary file
 
-        np.save = paused_save
+            atomic_write(path, write_then_pause)
+
+        encode._atomic_write = paused_write
     else:
         raise SystemExit(f"unknown step {step!r}")
     from tdd_priv.cli import main as cli_main

@@ -12,7 +12,7 @@ import pytest
 
 import tdd_priv.finetune
 from tdd_priv.cli import main
-from tests.helpers import QUICK_DP_OPTIONS
+from tests.helpers import QUICK_DP_OPTIONS, own_key
 
 
 def test_finetune_evaluation_end_to_end(
@@ -94,4 +94,4 @@ def test_finetune_evaluation_end_to_end(
     markdown = (out / "report.md").read_text()
     assert "finetune (texts)" in markdown
     assert "finetune on DP-SGD on private train (same ε): DP-SGD fine-tuning" in markdown
-    assert main(["verify", str(out)]) == 0
+    assert main(["verify", str(out), *own_key()]) == 0

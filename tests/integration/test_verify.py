@@ -191,7 +191,7 @@ def test_one_changed_byte_in_any_released_file_is_caught(
 ) -> None:
     report = json.loads((signed_run / "report.json").read_text())
     names = [item["path"] for item in report["artifacts"]] + ["report.json"]
-    assert len(names) == 8
+    assert len(names) == 9
     for number, name in enumerate(names):
         folder = Path(shutil.copytree(signed_run, tmp_path / f"t{number}"))
         data = bytearray((folder / name).read_bytes())
