@@ -850,9 +850,10 @@ def _add_benchmark_command(commands: Any) -> None:
     benchmark.add_argument(
         "--suite",
         required=True,
-        metavar="standard|quick|FILE",
-        help="a shipped suite (standard: the three shared datasets; quick: one dataset, two "
-        "methods, one k and ε) or a suite YAML file",
+        metavar="standard|full|quick|FILE",
+        help="a shipped suite (standard: the three shared datasets at k = 1, 10, 50; full: every "
+        "k from 1 to 50 and more methods; quick: one dataset, two methods, one k and ε) or a "
+        "suite YAML file",
     )
     benchmark.add_argument("--out", type=Path, required=True, metavar="DIR")
     benchmark.add_argument(

@@ -1,5 +1,5 @@
 """A benchmark suite: datasets, methods, sizes, privacy budgets and the evaluation protocol, as
-one YAML file (the shipped ones: `standard` and `quick`, tdd_priv/benchmark/suites/).
+one YAML file (the shipped ones: `standard`, `full` and `quick`, tdd_priv/benchmark/suites/).
 
 ```yaml
 name: standard
@@ -46,7 +46,7 @@ __all__ = [
     "load_suite",
 ]
 
-BUILTIN_SUITES = ("standard", "quick")
+BUILTIN_SUITES = ("standard", "full", "quick")
 SUITE_KEYS = (
     "name",
     "description",
@@ -124,7 +124,7 @@ class Suite:
 
 
 def load_suite(spec: str, *, datasets: Path) -> Suite:
-    """The suite `spec` names: a shipped one (standard, quick) or a YAML file."""
+    """The suite `spec` names: a shipped one (standard, full, quick) or a YAML file."""
     if spec in BUILTIN_SUITES:
         text = resources.files(__package__).joinpath("suites", f"{spec}.yaml").read_text("utf-8")
         payload, source = load_yaml(text, where=f"the {spec} suite"), f"the {spec} suite"

@@ -27,8 +27,10 @@ def test_the_shipped_suites_load(tmp_path: Path) -> None:
     if SHARED_DATASETS.is_dir():
         standard = load_suite("standard", datasets=SHARED_DATASETS)
         assert {e.name for e in standard.datasets} == {"sst2", "ag_news", "hatecheck"}
-        assert standard.k == (1, 5, 10, 20, 50) and None in standard.epsilons
+        assert standard.k == (1, 10, 50) and None in standard.epsilons
         assert standard.runs >= 3
+        full = load_suite("full", datasets=SHARED_DATASETS)
+        assert full.k == (1, 5, 10, 20, 50) and set(standard.methods) < set(full.methods)
         assert any(isinstance(e.public_pool, SimulatedPool) for e in standard.datasets)
 
 
