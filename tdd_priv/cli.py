@@ -20,7 +20,7 @@ from tdd_priv.external import audit_release, external_settings, preflight_releas
 from tdd_priv.methods import METHODS
 from tdd_priv.pipeline import RunResult, preflight, run
 from tdd_priv.realize import REALIZERS
-from tdd_priv.report import utility_rows
+from tdd_priv.report import per_class_words, utility_rows
 from tdd_priv.report.claim import PrivacyClaim
 from tdd_priv.report.escape import printable
 from tdd_priv.report.figures import headline_metric, metric_name
@@ -490,7 +490,7 @@ def _summary(result: RunResult) -> str:
         "",
         f"run folder   {result.out}",
         f"method       {report['method']['name']}, {report['synthetic']['size']} texts "
-        f"({report['synthetic']['per_class']} per class)",
+        f"({printable(per_class_words(report['synthetic']))})",
         f"privacy      {claim.badge}: {claim.statement}",
         f"test scores, mean ± std over models (headline first: {headline_name}):",
         *(f"  {label:<{width}}  {value}" for label, value in rows),

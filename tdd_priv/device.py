@@ -3,7 +3,8 @@
 `cpu` (the default) runs everything on the CPU. `cuda` runs the encoder, distillation (the
 methods' tensors and generators), DP-SGD (opacus) and the evaluation heads on the current CUDA
 device, and refuses to start when CUDA is not available. `auto` is `cuda` when available, else
-`cpu`. Data loading, splits, the text models and the audits' statistics stay on the CPU.
+`cpu`. Data loading, splits, TF-IDF, the DP-SGD fine-tune's training and the audits' statistics
+stay on the CPU; the `finetune` text model trains on the device.
 
 Seeds and devices: one seed still fixes a run on a given device. Each named stream's seed
 (`tdd_priv.seeding.derive_seed`) is the same on every device, and a generator is made on the
@@ -11,8 +12,8 @@ device of the tensors it draws (`torch_generator(..., device=...)`): CPU generat
 Mersenne Twister, CUDA generators Philox, so the same seed draws different numbers on each.
 Results on CUDA are therefore not bit-identical to results on the CPU (and may differ between
 GPU models or CUDA versions: float reductions are ordered differently); the report records the
-device in `environment.device`. The privacy noise of the gateway's mechanisms is drawn on the
-CPU whatever the device, so a noise seed gives the same noise everywhere.
+device in `environment.device`. The noise of the gateway's own mechanisms is drawn on the CPU
+whatever the device; opacus's DP-SGD noise is drawn on the device.
 """
 
 from __future__ import annotations

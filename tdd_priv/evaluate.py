@@ -28,7 +28,6 @@ from tdd_priv.seeding import derive_seed
 from tdd_priv.text_models import TEXT_MODELS, NotComputable, fit_predict
 
 __all__ = [
-    "HEADLINE_METRICS",
     "IMBALANCE_SHARE",
     "METRICS",
     "PER_MODEL_KEYS",
@@ -64,7 +63,6 @@ PER_MODEL_KEYS: dict[str, str] = {
     "macro_f1": "macro_f1s",
     "balanced_accuracy": "balanced_accuracies",
 }
-HEADLINE_METRICS: tuple[Metric, ...] = ("accuracy", "macro_f1")
 
 
 @dataclass(frozen=True)

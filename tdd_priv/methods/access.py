@@ -371,10 +371,10 @@ class ExactAccess:
 
     def class_vote_histogram(self, candidates: torch.Tensor, *, neighbors: int) -> torch.Tensor:
         """The exact histogram: the mechanism at σ = 0 (it draws no noise)."""
-        votes = nearest_candidates(self._x, candidates, neighbors=neighbors)
+        votes = nearest_candidates(self._x, candidates.to(self._x.device), neighbors=neighbors)
         return gaussian_vote_histogram(
-            votes,
-            self._y,
+            votes.cpu(),
+            self._y.cpu(),
             self._num_classes,
             len(candidates),
             noise_multiplier=0.0,

@@ -76,8 +76,9 @@ class KIPConfig:
     soft_labels: bool = True
     clip_norm: float = 1.0  # per-example gradient clip under DP (DP-KIP)
     init: InitMode = "real"
-    # learned soft labels as released: "balanced" (each class's mass equal to its number of
-    # examples, each example's own class ahead; tdd_priv.methods.soft_labels) or "none"
+    # learned soft labels as released: "balanced" (once a class is starved, each class's mass
+    # equal to its number of examples, each example's own class ahead;
+    # tdd_priv.methods.soft_labels) or "none"
     calibration: SoftLabelCalibration = "balanced"
 
     def __post_init__(self) -> None:

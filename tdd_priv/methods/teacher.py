@@ -12,7 +12,8 @@ only the teacher and the public pool, so it is post-processing:
    a sample of the public pool (`greedy_target_selection`);
 3. the chosen texts are released with the teacher's tempered probabilities as soft labels,
    calibrated (`tdd_priv.methods.soft_labels`) so that each text's soft label points to the
-   class it was chosen for and every class keeps the mass its k texts would give it.
+   class it was chosen for and, once some class is starved, every class gets the mass its
+   texts would give it.
 
 The released vectors *are* public texts, so realizing them is exact: `public-nearest` and
 `public-match` return these very texts with these soft labels.
@@ -72,11 +73,12 @@ class TeacherConfig:
     regression with `kernel` and ridge `regularization` (relative to the kernel's mean
     diagonal), measured on `reference` public texts (all of the pool when it is smaller).
 
-    `calibration` of the released soft labels: "balanced" gives every class as much soft-label
-    mass over the chosen texts as it has texts, and each text's own class at least
-    `label_share` of its soft label, ahead of every other class (post-processing of the chosen
-    set; see `tdd_priv.methods.soft_labels`); "none" releases the tempered probabilities as
-    they are, which can leave a rare class that no head trained on them ever predicts.
+    `calibration` of the released soft labels: "balanced" leaves them as they are unless a class
+    is starved (most of its texts point elsewhere, or it holds under half its texts' mass);
+    then every class gets as much soft-label mass as it has texts, and each text's own class
+    at least `label_share` of its soft label, ahead of every other class (post-processing of
+    the chosen set; see `tdd_priv.methods.soft_labels`); "none" releases the tempered
+    probabilities as they are, which can leave a rare class that no head ever predicts.
     """
 
     epochs: int = 20
@@ -332,7 +334,7 @@ def teacher_class_sizes(inputs: DistillInput, logits: torch.Tensor) -> ClassSize
     teacher's probabilities on the public pool, so post-processing of the DP teacher."""
     if not inputs.allocation.needs_profile:
         return inputs.class_sizes()
-    probabilities = torch.softmax(logits.double(), dim=1).numpy()
+    probabilities = torch.softmax(logits.double(), dim=1).cpu().numpy()
     profile = profile_from_probabilities(
         probabilities, source="the teacher's predictions on the public pool"
     )

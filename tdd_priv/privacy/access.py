@@ -59,8 +59,9 @@ class NoisyAccess:
     sizes, like class sizes, are released noisily once.
 
     The private rows live on `device`, where the per-example statistics and gradients are
-    computed; the mechanisms themselves (clipping, sums, Poisson sampling, noise) run on the
-    CPU with the CPU `generator`, so a noise seed gives the same noise on every device.
+    computed; the gateway's own mechanisms (clipping, sums, Poisson sampling, noise) run on
+    the CPU with the CPU `generator`, so their noise is the same on every device. DP-SGD
+    (`expert_trajectory`, through opacus) draws its noise on the device.
     """
 
     def __init__(
@@ -348,10 +349,11 @@ class NoisyAccess:
         nearest candidates) and lands in its own class's row, so the table is one Gaussian
         mechanism of sensitivity 1 at noise multiplier σ, recorded once. The clip norm C plays
         no part: the votes are bounded by construction."""
-        votes = nearest_candidates(self._x, candidates, neighbors=neighbors)
+        # The nearest candidates on the device; the histogram and its noise on the CPU.
+        votes = nearest_candidates(self._x, candidates.to(self._device), neighbors=neighbors)
         histogram = gaussian_vote_histogram(
-            votes,
-            self._y,
+            votes.cpu(),
+            self._labels,
             self._num_classes,
             len(candidates),
             noise_multiplier=self._sigma,

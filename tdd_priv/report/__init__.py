@@ -9,7 +9,7 @@ from tdd_priv.report.attest import (
     sign_run_folder,
 )
 from tdd_priv.report.folder import PRIVATE_DIR, released_files, write_run_folder
-from tdd_priv.report.markdown import render_markdown, utility_rows
+from tdd_priv.report.markdown import per_class_words, render_markdown, utility_rows
 from tdd_priv.report.record import RunRecord, build_report
 from tdd_priv.report.schema import (
     SCHEMA_VERSION,
@@ -29,6 +29,7 @@ __all__ = [
     "RunRecord",
     "build_report",
     "load_report",
+    "per_class_words",
     "released_files",
     "render_markdown",
     "report_summary",

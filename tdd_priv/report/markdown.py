@@ -16,10 +16,11 @@ from tdd_priv.report.sections import (
     Paragraph,
     Table,
     build_sections,
+    per_class_words,
     utility_rows,
 )
 
-__all__ = ["render_markdown", "utility_rows"]
+__all__ = ["per_class_words", "render_markdown", "utility_rows"]
 
 
 _CODE_SPAN = re.compile(r"(`[^`]*`)")

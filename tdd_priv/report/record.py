@@ -167,7 +167,7 @@ def _synthetic(record: RunRecord) -> dict[str, Any]:
         ),
     }
     if record.release is not None:  # unknown: only the leakage audit sees copies, not origins
-        del synthetic["releases_private_records"]
+        del synthetic["releases_private_records"], synthetic["texts_fitted_to"]
     return synthetic
 
 

@@ -257,9 +257,18 @@ def _method_cell(report: Mapping[str, Any]) -> str:
             f"baselines at k = {method['per_class']} per class (see *Release audited*)"
         )
     return (
-        f"{method['name']}, k = {method['per_class']} per class "
+        f"{method['name']}, {per_class_words(synthetic)} "
         f"({synthetic['size']} texts, realized by {synthetic.get('realization', '?')})"
     )
+
+
+def per_class_words(synthetic: Mapping[str, Any]) -> str:
+    """How many texts each class got: "k = K per class", or the sizes of an allocation."""
+    allocation = synthetic.get("allocation")
+    if allocation and allocation.get("mode") != "equal":
+        sizes = ", ".join(f"{name} {n}" for name, n in allocation["sizes"].items())
+        return f"{allocation['mode']} allocation ({sizes})"
+    return f"k = {synthetic['per_class']} per class"
 
 
 def _utility_cell(utility: Mapping[str, Any]) -> str:
