@@ -27,7 +27,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from tdd_priv.evaluate import METRICS
 from tdd_priv.report.escape import markdown_text, protect
+from tdd_priv.report.figures import headline_metric
 
 __all__ = [
     "CellResult",
@@ -37,12 +39,6 @@ __all__ = [
     "leaderboard",
     "write_leaderboard",
 ]
-
-_METRIC_NAMES = {
-    "accuracy": "accuracy",
-    "macro_f1": "macro-F1",
-    "balanced_accuracy": "balanced acc.",
-}
 
 
 @dataclass(frozen=True)
@@ -80,7 +76,7 @@ def cell_result(
 ) -> CellResult:
     """A cell's result from its grid settings, report.json and timing."""
     utility = report["utility"]
-    metric = str(utility.get("protocol", {}).get("headline_metric", "accuracy"))
+    metric = headline_metric(utility)
     synthetic = report.get("synthetic", {})
     texts_by = str(synthetic.get("texts_fitted_to") or synthetic.get("realization") or "")
     epsilon = settings.get("privacy.epsilon")
@@ -272,7 +268,7 @@ def _markdown(board: Leaderboard, suite: Mapping[str, Any], figures: Sequence[Pa
     ]
     for dataset in sorted({row.dataset for row in board.rows}):
         metric = board.metrics.get(dataset, "accuracy")
-        lines += [f"## {markdown_text(protect(dataset))} — {_METRIC_NAMES.get(metric, metric)}", ""]
+        lines += [f"## {markdown_text(protect(dataset))} — {METRICS.get(metric, metric)}", ""]
         header, body = _table(board.for_dataset(dataset))
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(markdown_text(protect(c), table=True) for c in row) + " |"
@@ -294,7 +290,7 @@ def _html(board: Leaderboard, suite: Mapping[str, Any]) -> str:
         )
         metric = board.metrics.get(dataset, "accuracy")
         sections.append(
-            f"<h2>{html.escape(dataset)} — {html.escape(_METRIC_NAMES.get(metric, metric))}</h2>"
+            f"<h2>{html.escape(dataset)} — {html.escape(METRICS.get(metric, metric))}</h2>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
         )
     title = html.escape(f"Leaderboard — {suite.get('name', 'benchmark')}")
@@ -330,7 +326,7 @@ def _figures(board: Leaderboard, folder: Path) -> list[Path]:
         rows = [r for r in board.for_dataset(dataset) if r.k is not None and r.mean is not None]
         if not rows:
             continue
-        metric = _METRIC_NAMES.get(board.metrics.get(dataset, "accuracy"), "score")
+        metric = METRICS.get(board.metrics.get(dataset, "accuracy"), "score")
         epsilons = sorted({r.epsilon for r in rows}, key=_epsilon_order)
         figure, axes = plt.subplots(
             1, len(epsilons), figsize=(4.2 * len(epsilons), 3.4), squeeze=False, sharey=True
