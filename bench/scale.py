@@ -245,8 +245,9 @@ def _markdown(result: dict[str, Any]) -> str:
         "One fresh process per cell, `tdd-priv run --orchestrator local` with default settings "
         "(DP, dpsgd-teacher, ε = 4, audits basic, 5 models per head, baselines); synthetic "
         f"short texts with an external pool of {POOL_SIZE:,} texts, or SST-2 with an internal "
-        "pool. cold: empty embedding cache; warm: filled. Peak RSS by getrusage. Load average: "
-        "the machine's 1-minute load when the cell started (other jobs share it).",
+        "pool. cold: empty embedding cache; warm: filled. Peak RSS by getrusage. `load avg`: "
+        "the machine's 1-minute load when the cell started (other jobs share it); the `load` "
+        "column is the load step's seconds.",
         "",
     ]
     cells = result["cells"]
@@ -257,7 +258,7 @@ def _markdown(result: dict[str, Any]) -> str:
             for step in measured["steps"]:
                 if step["step"] not in steps:
                     steps.append(step["step"])
-    header = ["cell", "cache", "rows", "wall (s)", "peak RSS (MB)", *steps, "load", "commit"]
+    header = ["cell", "cache", "rows", "wall (s)", "peak RSS (MB)", *steps, "load avg", "commit"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name in names:
         for mode, measured in cells[name].items():
