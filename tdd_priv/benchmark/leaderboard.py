@@ -91,7 +91,7 @@ def cell_result(
         vectors=_value(utility, "synthetic", metric),
         full_data=_value(utility, "full_data", metric),
         dp_sgd=_value(utility, "dp_sgd", metric),
-        majority=_value(utility, "majority", metric),
+        majority=_value(utility, "majority_class", metric),
         wall_s=float(timing["wall_s"]) if timing and "wall_s" in timing else None,
         texts_by=texts_by,
     )
@@ -236,13 +236,23 @@ def _signed(value: float | None) -> str:
 def _table(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
     header = ["method", "ε", "k", "runs", "score", "vectors", "vs full data (points)",
               "vs DP-SGD (points)", "s / cell", "texts by"]  # fmt: skip
+    # a row that does not beat the majority-class predictor is marked, in words
+    floor = next((r.mean for r in rows if r.kind == "peer" and r.method == "majority class"), None)
+
+    def score(row: Row) -> str:
+        shown = _score(row.mean, row.std)
+        below = (
+            row.kind != "peer" and row.mean is not None and floor is not None and row.mean <= floor
+        )
+        return shown + (" (≤ majority class)" if below else "")
+
     body = [
         [
             row.method,
             "" if row.kind == "peer" and row.epsilon is None else _eps(row.epsilon),
             "" if row.k is None else str(row.k),
             str(row.runs),
-            _score(row.mean, row.std),
+            score(row),
             "—" if row.vectors_mean is None else f"{row.vectors_mean:.3f}",
             _signed(row.gap_full),
             _signed(row.gap_dp_sgd),

@@ -26,7 +26,7 @@ def test_the_quick_suite_writes_a_leaderboard_with_its_peers(quick: Path) -> Non
     assert teacher["epsilon"] == 4.0 and teacher["k"] == 5 and teacher["runs"] == 1
     assert 0.0 <= teacher["mean"] <= 1.0 and teacher["gap_dp_sgd"] is not None
     assert rows[("random", "reference")]["epsilon"] is None
-    assert {("full data", "peer"), ("DP-SGD", "peer")} <= set(rows)
+    assert {("full data", "peer"), ("majority class", "peer"), ("DP-SGD", "peer")} <= set(rows)
     for name in ("leaderboard.csv", "leaderboard.md", "leaderboard.html", "suite.yaml"):
         assert (quick / name).is_file(), name
     assert (quick / "figures" / "hatecheck-vs-k.png").is_file()

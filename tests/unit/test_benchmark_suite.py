@@ -83,7 +83,7 @@ def test_rows_aggregate_runs_and_gaps_come_from_the_same_runs(tmp_path: Path) ->
     results = [
         _result("dm", 4.0, 0, 0.70, full_data=0.80, dp_sgd=0.75, majority=0.3),
         _result("dm", 4.0, 1, 0.74, full_data=0.82, dp_sgd=0.73, majority=0.3),
-        _result("random", None, 0, 0.60, full_data=0.80),
+        _result("random", None, 0, 0.25, full_data=0.80, majority=0.3),
     ]
     board = leaderboard(results, methods=["dm"])
     dm = next(r for r in board.rows if r.method == "dm")
@@ -101,6 +101,7 @@ def test_rows_aggregate_runs_and_gaps_come_from_the_same_runs(tmp_path: Path) ->
     assert {p.name for p in written} >= {"leaderboard.csv", "leaderboard.md", "d-vs-k.png"}
     markdown = (tmp_path / "leaderboard.md").read_text(encoding="utf-8")
     assert "## d — macro-F1" in markdown and "| dm | 4 | 10 | 2 | 0.720 ± 0.020 |" in markdown
+    assert "| random | ∞ (no DP) | 10 | 1 | 0.250 (≤ majority class) |" in markdown
     assert not math.isnan(dm.mean or math.nan)
 
 
