@@ -22,6 +22,7 @@ The released vectors *are* public texts, so realizing them is exact: `public-nea
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -61,6 +62,12 @@ __all__ = [
 SelectionTargets = Literal["probabilities", "logits"]
 
 
+# learning rate × SGD steps of the teacher, chosen on Davidson's dev split (bench/tune.py) at two
+# sizes: all members (280 steps: rate 1 best of 0.25, 1, 4, 16) and 2,452 of them (60 steps: rate
+# 4 best, rate 1 collapsed to the majority class). A fixed rate fits one size only.
+TEACHER_STEP_BUDGET = 280.0
+
+
 @dataclass(frozen=True)
 class TeacherConfig:
     """Teacher training (public hyperparameters) and the selection that follows it.
@@ -82,8 +89,9 @@ class TeacherConfig:
     """
 
     epochs: int = 20
-    # Chosen on Davidson's dev split, a dataset no reported number comes from (bench/tune.py).
-    learning_rate: float = 1.0
+    # None: TEACHER_STEP_BUDGET / steps (`learning_rate_for`), so a dataset with few members
+    # (few DP-SGD steps) takes larger steps; or a fixed rate.
+    learning_rate: float | None = None
     batch_size: int = 1024
     clip_norm: float = 1.0
     hidden: int = 0  # 0: a linear teacher, like the default evaluation head
@@ -99,7 +107,17 @@ class TeacherConfig:
     calibration: SoftLabelCalibration = "balanced"
     label_share: float = DEFAULT_LABEL_SHARE
 
+    def learning_rate_for(self, members: int) -> float:
+        """The teacher's SGD learning rate for `members` private records: the fixed one, or the
+        step budget spread over the steps its epochs take (epochs × ⌈members / batch_size⌉)."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        steps = dpsgd_plan(members, batch_size=self.batch_size, epochs=self.epochs).steps
+        return TEACHER_STEP_BUDGET / steps
+
     def __post_init__(self) -> None:
+        if self.learning_rate is not None and not 0 < self.learning_rate < math.inf:
+            raise ConfigError(f"learning_rate must be finite and > 0, got {self.learning_rate}")
         if self.kernel not in KERNELS:
             raise ConfigError(f"unknown kernel {self.kernel!r}; valid: {', '.join(KERNELS)}")
         if self.selection_targets not in ("probabilities", "logits"):
@@ -302,7 +320,9 @@ def teacher_selection(inputs: DistillInput) -> SyntheticSet:
     access = inputs.access()
     classes = access.num_classes
     teacher = build_net(access.dim, classes, hidden=config.hidden, generator=generator)
-    training = ExpertTraining(config.epochs, config.learning_rate, config.batch_size)
+    training = ExpertTraining(
+        config.epochs, config.learning_rate_for(inputs.size), config.batch_size
+    )
     # The only access to private data: (DP-)SGD training of the teacher. Post-processing below.
     access.expert_trajectory(teacher, training=training, generator=generator)
     teacher.eval()

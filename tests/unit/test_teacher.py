@@ -11,7 +11,12 @@ from tdd_priv.errors import ConfigError
 from tdd_priv.heads import HeadTraining, predict, train_head
 from tdd_priv.methods import METHODS, DistillInput, SyntheticSet, distill
 from tdd_priv.methods.kip import KERNELS
-from tdd_priv.methods.teacher import balanced_classes, greedy_target_selection
+from tdd_priv.methods.teacher import (
+    TEACHER_STEP_BUDGET,
+    TeacherConfig,
+    balanced_classes,
+    greedy_target_selection,
+)
 from tdd_priv.privacy import PrivacyLedger, calibrate_noise, compute_epsilon
 from tdd_priv.privacy.access import NoisyAccess
 from tdd_priv.realize import RealizationInput, realize
@@ -176,3 +181,12 @@ def test_a_vector_selected_twice_takes_two_pool_rows_or_is_not_an_exact_match() 
     # Once only: not an exact selection, so nearest-unused realization (never one row twice).
     rows = realize("public-nearest", synthetic, RealizationInput(texts[:-1], pool)).rows.tolist()
     assert len(set(rows)) == 3 and rows[0] == 3 and 7 in rows
+
+
+def test_the_teachers_default_rate_spreads_one_step_budget_over_its_steps() -> None:
+    config = TeacherConfig()  # 20 epochs, batch 1024
+    assert config.learning_rate_for(14 * 1024) == pytest.approx(TEACHER_STEP_BUDGET / 280)
+    assert config.learning_rate_for(2452) == pytest.approx(TEACHER_STEP_BUDGET / 60)  # 3 / epoch
+    assert TeacherConfig(learning_rate=2.0).learning_rate_for(2452) == 2.0
+    with pytest.raises(ConfigError, match="learning_rate"):
+        TeacherConfig(learning_rate=0.0)
