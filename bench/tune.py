@@ -133,7 +133,7 @@ def best(cells: dict[str, Any]) -> str:
     return max(cells, key=lambda name: cells[name]["macro_f1_mean"])
 
 
-def write_markdown(results: dict[str, Any], name: str) -> None:
+def write_markdown(results: dict[str, Any], stem: str) -> None:
     meta, settings = results["meta"], results["meta"]["settings"]
     lines = [
         "# Honest tuning: defaults chosen on Davidson's dev split",
@@ -174,7 +174,7 @@ def write_markdown(results: dict[str, Any], name: str) -> None:
                 f"{cell['seconds_median']:.1f} | {mark} |"
             )
         lines.append("")
-    OUT.joinpath(f"{name}.md").write_text("\n".join(lines))
+    OUT.joinpath(f"{stem}.md").write_text("\n".join(lines))
 
 
 def main() -> None:
@@ -184,8 +184,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--members", type=int, default=None, help="subsample the members")
     args = parser.parse_args()
-    name = "tuning" if args.members is None else f"tuning-members-{args.members}"
-    path = OUT / f"{name}.json"
+    stem = "tuning" if args.members is None else f"tuning-members-{args.members}"
+    path = OUT / f"{stem}.json"
     results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     if results.get("meta", {}).get("settings") not in (None, vars(args)):
         results = {}  # other settings: the finished cells do not apply
@@ -210,7 +210,7 @@ def main() -> None:
             path.write_text(json.dumps(results, indent=2) + "\n")
     results["chosen"] = {side: best(results[side]) for side in ("teacher", "dpsgd")}
     path.write_text(json.dumps(results, indent=2) + "\n")
-    write_markdown(results, name)
+    write_markdown(results, stem)
     print(json.dumps(results["chosen"]))
 
 
