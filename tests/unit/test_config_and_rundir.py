@@ -43,7 +43,7 @@ def test_example_config_loads() -> None:
     config = load_config_file(Path(__file__).resolve().parents[2] / "examples" / "demo.yaml")
     assert config.data.spec == "demo"
     assert config.privacy.enabled is True
-    assert config.method == "dm"
+    assert config.method == "dpsgd-teacher"
 
 
 def _folders(parent: Path, name: str = "run") -> RunFolders:
