@@ -48,7 +48,7 @@ def build_extensions(config: RunConfig) -> Extensions:
     )
 
 
-# --- audits (issue 5) ---------------------------------------------------------------------------
+# --- audits --------------------------------------------------------------------------------------
 
 
 def auditors(audit: AuditConfig) -> tuple[Auditor, ...]:
@@ -78,7 +78,7 @@ def canary_maker(audit: AuditConfig) -> CanaryMaker | None:
     return CanaryGenerator(kind=audit.canary_kind)  # type: ignore[arg-type]  # checked above
 
 
-# --- toxicity (issue 6) ---------------------------------------------------------------------------
+# --- toxicity ------------------------------------------------------------------------------------
 
 
 def make_embed(spec: Mapping[str, Any]) -> Embed:

@@ -75,7 +75,7 @@ _OVERRIDES = {
     "out": "out",
     "private_out": "private_out",
     "key": "signing_key",
-    "audit": "audit.level",  # audits (issue 5)
+    "audit": "audit.level",  # audits
     "policy": "audit.policy",
     "strict": "audit.strict",
     "canaries": "audit.canaries",
@@ -266,7 +266,7 @@ def _add_execution_options(command: argparse.ArgumentParser) -> Any:
     return other
 
 
-# --- toxicity screening (issue 6) -----------------------------------------------------------------
+# --- toxicity screening --------------------------------------------------------------------------
 
 
 def _threshold(text: str) -> tuple[str | None, float]:
@@ -517,7 +517,7 @@ def _summary(result: RunResult) -> str:
     return "\n".join(lines)
 
 
-# --- audits (issue 5) ---------------------------------------------------------------------------
+# --- audits --------------------------------------------------------------------------------------
 
 
 _AUDIT_HELP = {
@@ -684,7 +684,7 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- auditing a release made elsewhere ----------------------------------------------------------
+# --- auditing a release made elsewhere -----------------------------------------------------------
 
 
 def _add_audit_command(commands: Any) -> None:
@@ -755,7 +755,7 @@ def _audit(args: argparse.Namespace) -> int:
     return _finish(config, result)
 
 
-# --- privacy–utility studies (issue 8) -----------------------------------------------------------
+# --- privacy–utility studies ---------------------------------------------------------------------
 
 STUDY_RUNNERS = ("local", "dask")  # flows.runners.RUNNERS (not imported here: it loads Prefect)
 
@@ -909,7 +909,7 @@ def _benchmark(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
-# --- scheduled deployments (issue 8) -------------------------------------------------------------
+# --- scheduled deployments -----------------------------------------------------------------------
 
 
 def _add_deploy_command(commands: Any) -> None:
@@ -945,7 +945,7 @@ def _deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- cleaning up after killed runs ----------------------------------------------------------------
+# --- cleaning up after killed runs ---------------------------------------------------------------
 
 
 def _add_clean_command(commands: Any) -> None:
@@ -991,7 +991,7 @@ _COMMANDS = {
     "clean": _clean,
 }
 
-# --- stop signals ---------------------------------------------------------------------------------
+# --- stop signals --------------------------------------------------------------------------------
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

@@ -62,7 +62,7 @@ PRIVATE_SUFFIX = ".private"  # the private record's folder: <out>.private
 # `method` of a release made outside tdd-priv and audited by `tdd-priv audit` (needs `release`)
 EXTERNAL_METHOD = "external"
 _NOT_PATHS = ("demo", INTERNAL_POOL)  # data specs that name no file
-# --fairness: "balanced" matches per (class, group) cell with equal weight (dm, dc; issue 5).
+# --fairness: "balanced" matches per (class, group) cell with equal weight (dm, dc).
 FairnessMode = Literal["none", "balanced"]
 # --allocation: texts per class, equal (--per-class K each) or the total split by the class's
 # estimated frequency or difficulty (tdd_priv.methods.allocation).
@@ -157,7 +157,7 @@ class EvalConfig:
         _check_instance(self)
 
 
-# --- toxicity screening (issue 6) -----------------------------------------------------------------
+# --- toxicity screening --------------------------------------------------------------------------
 
 DetoxMode = Literal["filter", "flag", "off"]
 
@@ -189,7 +189,7 @@ class DetoxConfig:
 # --------------------------------------------------------------------------------------------------
 
 
-# --- audits (issue 5) ---------------------------------------------------------------------------
+# --- audits --------------------------------------------------------------------------------------
 
 AuditLevel = Literal["none", "basic", "full"]
 
@@ -386,7 +386,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-# --- the typed schema -----------------------------------------------------------------------------
+# --- the typed schema ----------------------------------------------------------------------------
 
 
 def _distinct(values: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
@@ -800,7 +800,7 @@ def _instance(cls: type, checked: pydantic.BaseModel) -> Any:
     return cls(**values)
 
 
-# --- error messages -------------------------------------------------------------------------------
+# --- error messages ------------------------------------------------------------------------------
 
 _NUMBER_TEXT = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 

@@ -191,7 +191,7 @@ class RunResult:
     private: Path | None = None
 
 
-# --- the steps --------------------------------------------------------------------------------
+# --- the steps -----------------------------------------------------------------------------------
 
 
 def load_step(config: RunConfig) -> LoadedInputs:
@@ -469,7 +469,7 @@ def noise_seed(config: RunConfig) -> int:
     return configured if configured is not None else secrets.randbits(63)
 
 
-# --- the privacy budget across runs ---------------------------------------------------------------
+# --- the privacy budget across runs --------------------------------------------------------------
 
 
 def _planned_release(loaded: LoadedInputs, splits: Splits, config: RunConfig) -> PlannedRelease:
@@ -581,7 +581,7 @@ def realize_step(
         return realize(realization_strategy(config), synthetic, pool, settings)
 
 
-# --- detox (issue 6) ------------------------------------------------------------------------------
+# --- detox ---------------------------------------------------------------------------------------
 
 
 def detox_step(
@@ -730,7 +730,7 @@ def _evaluate(
     return Evaluation(utilities)
 
 
-# --- audits (issue 5) ---------------------------------------------------------------------------
+# --- audits --------------------------------------------------------------------------------------
 
 
 def canary_maker(config: RunConfig, extensions: Extensions) -> CanaryMaker | None:
@@ -956,7 +956,7 @@ def report_step(
         realized=realized,
         utility=evaluation.utilities,
         privacy=synthetic.privacy,
-        audits=audit.sections if audit is not None else {},  # issue 5
+        audits=audit.sections if audit is not None else {},
         policy=load_policy(config.audit.policy) if config.audit.level != "none" else None,
         pool_check=loaded.pool_check,
         budget=budget,
@@ -986,7 +986,7 @@ def _input_paths(config: RunConfig) -> list[Path]:
     return [path for path in dict.fromkeys(paths) if path is not None and path.exists()]
 
 
-# --- the chain --------------------------------------------------------------------------------
+# --- the chain -----------------------------------------------------------------------------------
 
 
 def realization_strategy(config: RunConfig) -> str:
@@ -1049,7 +1049,7 @@ def check_config(config: RunConfig) -> None:
             f"anyway, outside the guarantee, pass --public-pool {INTERNAL_POOL} (the report then "
             "says the release is not covered)."
         )
-    if config.fairness == "balanced":  # issue 5: group-balanced matching
+    if config.fairness == "balanced":  # group-balanced matching
         check_group_balance(config.method)
         if not config.data.group_columns and config.data.spec != DEMO_SPEC:
             raise ConfigError(

@@ -65,7 +65,7 @@ class RealizedSet:
     rows: np.ndarray
     strategy: str
     soft_labels: np.ndarray | None = None  # (m, C) when the synthetic set learned them
-    # --- toxicity screening (issue 6; see tdd_priv.detox) ---
+    # --- toxicity screening (see tdd_priv.detox) ---
     # (m, S) int64 rows of the same source that could stand in for each text, best first, -1
     # padding: what the detox filter replaces a toxic text with, keeping its slot and label.
     spares: np.ndarray | None = None

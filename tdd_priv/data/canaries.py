@@ -1,4 +1,4 @@
-"""Canary insertion for the canary audit (issue 5): part of the split step.
+"""Canary insertion for the canary audit: part of the split step.
 
 The canaries themselves (texts, random labels, which to insert) come from the auditors'
 canary maker (`tdd_priv.extensions.CanaryMaker`); here they become rows of the labeled data,

@@ -50,7 +50,7 @@ class Splits:
 
     members: the private training set; audit: held-out non-members from the train split;
     test: evaluation rows; public: train-split rows whose labels are dropped (empty when the
-    public pool is external). canaries: rows of canary records (the canary audit, issue 5),
+    public pool is external). canaries: rows of canary records (the canary audit),
     inserted into members or not, never in audit/test/public. The arrays are read-only.
     """
 
@@ -92,7 +92,7 @@ class Splits:
             "sizes": {name: int(getattr(self, name).size) for name in _PARTS},
         }
         payload.update({name: getattr(self, name).tolist() for name in _PARTS})
-        if self.canaries.size:  # the canary audit's rows (issue 5)
+        if self.canaries.size:  # the canary audit's rows
             payload["sizes"]["canaries"] = int(self.canaries.size)
             payload["canaries"] = self.canaries.tolist()
         return payload

@@ -83,14 +83,19 @@ class DPSGDTraining:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self}")
-        if not self.max_grad_norm > 0 or math.isinf(self.max_grad_norm):
-            raise ValueError(f"max_grad_norm must be finite and > 0, got {self.max_grad_norm}")
+        _check_clipping(self.max_grad_norm, self.grad_sample_mode)
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"unknown optimizer {self.optimizer!r}; valid optimizers: adam, sgd")
-        if self.grad_sample_mode not in ("ghost", "hooks"):
-            raise ValueError(
-                f"unknown grad_sample_mode {self.grad_sample_mode!r}; valid modes: ghost, hooks"
-            )
+
+
+def _check_clipping(max_grad_norm: float, grad_sample_mode: str) -> None:
+    """The checks every DP-SGD setting shares: a finite clip norm C > 0, a known opacus mode."""
+    if not max_grad_norm > 0 or math.isinf(max_grad_norm):
+        raise ValueError(f"max_grad_norm must be finite and > 0, got {max_grad_norm}")
+    if grad_sample_mode not in ("ghost", "hooks"):
+        raise ValueError(
+            f"unknown grad_sample_mode {grad_sample_mode!r}; valid modes: ghost, hooks"
+        )
 
 
 DEFAULT_DPSGD = DPSGDTraining()
@@ -395,14 +400,9 @@ class DPFinetuneTraining:
             raise ValueError(
                 f"trainable_layers must be >= 0, epochs and batch_size >= 1, got {self}"
             )
-        if not self.max_grad_norm > 0 or math.isinf(self.max_grad_norm):
-            raise ValueError(f"max_grad_norm must be finite and > 0, got {self.max_grad_norm}")
+        _check_clipping(self.max_grad_norm, self.grad_sample_mode)
         if not 0 < self.learning_rate < math.inf:
             raise ValueError(f"learning_rate must be finite and > 0, got {self.learning_rate}")
-        if self.grad_sample_mode not in ("ghost", "hooks"):
-            raise ValueError(
-                f"unknown grad_sample_mode {self.grad_sample_mode!r}; valid modes: ghost, hooks"
-            )
 
 
 DEFAULT_DP_FINETUNE = DPFinetuneTraining()

@@ -148,7 +148,7 @@ def _save(figure: Any, path: Path) -> None:
     plt.close(figure)
 
 
-# --- utility ------------------------------------------------------------------------------------
+# --- utility -------------------------------------------------------------------------------------
 
 
 def shown_sets(utility: Mapping[str, Any]) -> list[str]:
@@ -288,7 +288,7 @@ register_figure(
 )
 
 
-# --- privacy ledger -----------------------------------------------------------------------------
+# --- privacy ledger ------------------------------------------------------------------------------
 
 
 def _cumulative_epsilon(privacy: Mapping[str, Any]) -> list[float] | None:
@@ -356,7 +356,7 @@ register_figure(
 )
 
 
-# --- distillation ---------------------------------------------------------------------------------
+# --- distillation --------------------------------------------------------------------------------
 
 
 def plot_loss(loss_history: list[float | None], path: Path, *, method: str) -> None:
@@ -389,7 +389,7 @@ register_figure(
 )
 
 
-# --- toxicity (issue 6) ---------------------------------------------------------------------------
+# --- toxicity ------------------------------------------------------------------------------------
 
 
 def plot_toxicity(toxicity: Mapping[str, Any], path: Path) -> None:
@@ -440,7 +440,7 @@ register_figure(
 )
 
 
-# --- audits (issue 5) ---------------------------------------------------------------------------
+# --- audits --------------------------------------------------------------------------------------
 
 
 def plot_membership_roc(membership: Mapping[str, Any], path: Path) -> None:

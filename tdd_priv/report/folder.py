@@ -106,7 +106,7 @@ def _write_private(folder: Path, record: RunRecord) -> None:
         encoding="utf-8",
     )
     splits = record.splits
-    if len(splits.canaries):  # the canary audit's secrets (issue 5): never released
+    if len(splits.canaries):  # the canary audit's secrets: never released
         dataset = record.labeled.dataset.select(splits.canaries.tolist())
         canaries = [
             {"row": int(row), "text": text, "label": int(label), "included": bool(included)}

@@ -67,7 +67,7 @@ class RunRecord:
     # (check -> {"status": "PASS"|"FAIL"|"SKIPPED", "value", "threshold"}), as report.json has them.
     audits: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     verdicts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    # The policy the report is judged by (issue 5): its verdicts join `verdicts`, computed from
+    # The policy the report is judged by: its verdicts join `verdicts`, computed from
     # the finished report.json content. None: no verdicts beyond `verdicts`.
     policy: Policy | None = None
     # What the public pool's hygiene check removed (None: no pool was checked), and the
@@ -132,7 +132,7 @@ def _dataset(record: RunRecord) -> dict[str, Any]:
             "test": len(splits.test),
             "public_pool": len(pool.texts) if pool is not None else len(splits.public),
             "dropped_empty": len(labeled.dropped_rows),
-            # canary audit (issue 5): canary records made; the inserted ones count as members
+            # canary audit: canary records made; the inserted ones count as members
             **({"canaries": len(splits.canaries)} if len(splits.canaries) else {}),
         },
         "public_pool": {
@@ -171,7 +171,7 @@ def _synthetic(record: RunRecord) -> dict[str, Any]:
     return synthetic
 
 
-# --- a release made outside tdd-priv (`tdd-priv audit`) ---------------------------------------
+# --- a release made outside tdd-priv (`tdd-priv audit`) ------------------------------------------
 
 
 def _release_dataset(record: RunRecord, release: AuditedRelease) -> dict[str, Any]:
@@ -354,7 +354,7 @@ def build_report(record: RunRecord) -> dict[str, Any]:
     """report.json without `artifacts`, `figures` and `signing` (added by write_run_folder
     once the released files are written)."""
     report = _build_report(record)
-    if record.policy is not None:  # issue 5: verdicts of the policy, on the finished content
+    if record.policy is not None:  # verdicts of the policy, on the finished content
         report["verdicts"].update(judge(record.policy, report))
         report["policy"] = record.policy.to_json()
     return report
@@ -374,7 +374,7 @@ def _build_report(record: RunRecord) -> dict[str, Any]:
         "method": {
             "name": config.method,
             "per_class": config.per_class,
-            # --fairness (issue 5): the mode and, when balanced, the groups and fallback cells
+            # --fairness: the mode and, when balanced, the groups and fallback cells
             "fairness": {"mode": config.fairness, **(record.synthetic.fairness or {})},
             "settings": record.synthetic.config,
             # strict JSON: a diverged step's NaN or ∞ loss is written as null
@@ -394,7 +394,7 @@ def _build_report(record: RunRecord) -> dict[str, Any]:
         "utility": _utility(record),
         **({"release": _release(record, record.release)} if record.release is not None else {}),
         "audits": {
-            # the detox step's screening of the released texts (issue 6), when it ran
+            # the detox step's screening of the released texts, when it ran
             **({"toxicity": dict(screening)} if (screening := record.realized.screening) else {}),
             **{name: dict(section) for name, section in record.audits.items()},
         },

@@ -131,7 +131,7 @@ AUDIT_SECTIONS: dict[str, AuditSection] = {
 }
 
 
-# --- formatting -----------------------------------------------------------------------------------
+# --- formatting ----------------------------------------------------------------------------------
 
 
 def _number(value: Any) -> str:
@@ -245,7 +245,7 @@ def _verdict_badge(verdict: Mapping[str, Any]) -> Badge:
     return Badge(status, _VERDICT_TONES.get(status, "warn"))
 
 
-# --- sections -------------------------------------------------------------------------------------
+# --- sections ------------------------------------------------------------------------------------
 
 
 def _method_cell(report: Mapping[str, Any]) -> str:
@@ -533,7 +533,7 @@ def _utility(report: Mapping[str, Any]) -> Section:
     return Section("utility", "Utility", (*blocks, *_figures(report, "utility")))
 
 
-# --- audit tables (issue 5) ---------------------------------------------------------------------
+# --- audit tables --------------------------------------------------------------------------------
 
 
 def _tpr_cell(metrics: Mapping[str, Any], key: str) -> str:
@@ -782,7 +782,7 @@ def _audit_sections(report: Mapping[str, Any]) -> list[Section]:
                     Paragraph(f"**{known.headline}: {_number(payload[known.headline])}**")
                 )
         detail = AUDIT_DETAILS.get(name)
-        if detail is not None:  # audits with their own tables (issue 5)
+        if detail is not None:  # audits with their own tables
             blocks += detail(payload)
         else:
             scalars = [(k, v) for k, v in _scalars(payload) if known is None or k != known.headline]
