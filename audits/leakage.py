@@ -116,10 +116,10 @@ def nearest_by_cosine(queries: np.ndarray, records: np.ndarray, *, chunk: int = 
     """Largest cosine similarity between each query row (n, d) and any record row (m, d)."""
     if len(records) == 0:
         return Nearest(np.full(len(queries), -1.0), np.full(len(queries), -1))
-    records = _unit(records)
+    queries = _unit(queries)
     best, where = np.full(len(queries), -np.inf), np.zeros(len(queries), dtype=np.int64)
-    for start in range(0, len(records), chunk):
-        similarity = _unit(queries) @ records[start : start + chunk].T
+    for start in range(0, len(records), chunk):  # never a float64 copy of all records
+        similarity = queries @ _unit(records[start : start + chunk]).T
         better = similarity.max(axis=1) > best
         best = np.where(better, similarity.max(axis=1), best)
         where = np.where(better, similarity.argmax(axis=1) + start, where)

@@ -343,8 +343,9 @@ def attack_metrics(
 # --- the auditor -------------------------------------------------------------------------------
 
 
-def nearest_similarity(x: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """(n,) largest cosine similarity of each row of x (n, d) to any row of reference (m, d)."""
+def nearest_similarity(x: np.ndarray, reference: np.ndarray, *, chunk: int = 4096) -> np.ndarray:
+    """(n,) largest cosine similarity of each row of x (n, d) to any row of reference (m, d).
+    x is read `chunk` rows at a time: never a float64 copy of all of it."""
     if len(reference) == 0:
         return np.full(len(x), -1.0)
 
@@ -352,7 +353,11 @@ def nearest_similarity(x: np.ndarray, reference: np.ndarray) -> np.ndarray:
         a = np.asarray(a, dtype=np.float64)
         return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), _EPS)
 
-    return (unit(x) @ unit(reference).T).max(axis=1)
+    reference = unit(reference)
+    return np.concatenate(
+        [(unit(x[s : s + chunk]) @ reference.T).max(axis=1) for s in range(0, len(x), chunk)]
+        or [np.zeros(0)]
+    )
 
 
 def _balanced_membership(k: int, n: int, rng: np.random.Generator) -> np.ndarray:

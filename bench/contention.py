@@ -2,7 +2,7 @@
 with the thread policy (tdd_priv.threads) on and off.
 
     python bench/contention.py [--repeats 3] [--load N] [--scenarios evaluate,run]
-                               [--timeout 1800] [--out-dir docs/benchmarks]
+                               [--policies off,on] [--timeout 1800] [--out-dir docs/benchmarks]
 
 Each measurement runs in a fresh process with torch's default threads (OMP_NUM_THREADS unset)
 and TDD_PRIV_THREAD_POLICY=off (what tdd-priv did before the policy: torch's default, one
@@ -18,7 +18,8 @@ Scenarios (demo data, warm embedding cache; a warm-up run fills it first):
   start included (DP, audits basic, `--eval-seeds` models per head).
 
 Repeats are interleaved (policy off/on alternate which goes first) so drift in the machine's
-other load hits both alike. A measurement slower than --timeout is stopped and recorded as
+other load hits both alike (`--policies on` measures the policy alone: the `off` runs take most
+of the time). A measurement slower than --timeout is stopped and recorded as
 censored at the timeout. Writes OUT_DIR/contention.{json,md,png}.
 """
 
@@ -185,7 +186,8 @@ def _summary(measurements: list[dict[str, Any]]) -> dict[str, Any]:
 def _markdown(result: dict[str, Any]) -> str:
     settings, machine = result["settings"], result["machine"]
     lines = [
-        "# Thread contention: alone and beside busy processes, thread policy off and on",
+        "# Thread contention: alone and beside busy processes, thread policy "
+        + " and ".join(settings.get("policies", POLICIES)),
         "",
         f"Commit `{result['commit']}`; {machine['cpus']} CPUs ({machine['platform']}), torch "
         f"{machine['torch']}; background load: {settings['load_processes']} spinning "
@@ -208,8 +210,8 @@ def _markdown(result: dict[str, Any]) -> str:
             )
     run = result["results"].get("run")
     if run is not None:
-        columns = [(policy, state) for policy in POLICIES for state in ("alone", "loaded")]
-        steps = list(run["on"]["alone"].get("median_step_seconds", {}))
+        columns = [(policy, state) for policy in run for state in ("alone", "loaded")]
+        steps = list(next(iter(run.values()))["alone"].get("median_step_seconds", {}))
         if steps:
             lines += [
                 "",
@@ -224,13 +226,16 @@ def _markdown(result: dict[str, Any]) -> str:
                 ]
                 shown = [f"{c:.1f}" if c is not None else "" for c in cells]
                 lines.append(f"| {step} | " + " | ".join(shown) + " |")
-    lines += ["", "Policy on vs off under load (median seconds, off / on):", ""]
+    if result["speedup_under_load"]:
+        lines += ["", "Policy on vs off under load (median seconds, off / on):", ""]
     for scenario, ratio in result["speedup_under_load"].items():
         lines.append(f"- {scenario}: {ratio:.1f}× faster with the policy")
     lines += [
         "",
-        "`off` is tdd-priv before the policy (torch's default threads everywhere); `on` runs "
-        "small models single-threaded and matrix work on the idle CPUs (tdd_priv/threads.py). "
+        "Alone and loaded alternate within each repeat, so drift in the machine's other load "
+        "hits both alike. `off` is tdd-priv before the policy (torch's default threads "
+        "everywhere); `on` runs small models single-threaded and matrix work on the idle CPUs "
+        "(tdd_priv/threads.py). "
         "Command: `" + result["command"] + "`.",
         "",
     ]
@@ -247,8 +252,7 @@ def _plot(path: Path, result: dict[str, Any]) -> None:
     fig, axes = plt.subplots(1, len(scenarios), figsize=(5 * len(scenarios), 4), squeeze=False)
     for ax, scenario in zip(axes[0], scenarios, strict=True):
         by_policy = result["results"][scenario]
-        for offset, policy in enumerate(POLICIES):
-            cells = by_policy[policy]
+        for offset, (policy, cells) in enumerate(by_policy.items()):
             medians = [cells[state]["median_seconds"] for state in ("alone", "loaded")]
             xs = [x + (offset - 0.5) * 0.38 for x in range(2)]
             ax.bar(xs, medians, width=0.36, label=f"policy {policy}", color=f"C{offset}")
@@ -271,6 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--load", type=int, default=None, help="spinners (default: usable CPUs)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--eval-seeds", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per measurement")
     parser.add_argument("--out-dir", type=Path, default=REPO / "docs" / "benchmarks")
@@ -284,25 +289,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(scenarios) - set(SCENARIOS))
     if unknown:
         raise SystemExit(f"unknown scenario(s) {unknown}; valid: {', '.join(SCENARIOS)}")
+    policies = [p for p in POLICIES if p in args.policies.split(",")]
+    if not policies or set(args.policies.split(",")) - set(POLICIES):
+        raise SystemExit(f"--policies {args.policies!r}; use a subset of {', '.join(POLICIES)}")
     load = args.load if args.load is not None else len(os.sched_getaffinity(0))
     settings = {
         "repeats": args.repeats,
         "load_processes": load,
         "scenarios": scenarios,
+        "policies": policies,
         "eval_seeds": args.eval_seeds,
         "timeout_s": args.timeout,
         "data": "demo (HateCheck), public pool demo, DP (dpsgd-teacher, ε = 4), audits basic",
     }
     info = metadata(settings)
     raw: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {
-        s: {p: {"alone": [], "loaded": []} for p in POLICIES} for s in scenarios
+        s: {p: {"alone": [], "loaded": []} for p in policies} for s in scenarios
     }
     with tempfile.TemporaryDirectory(prefix="tdd-priv-contention-") as folder:
         work = Path(folder)
         print("warm-up: filling the embedding cache", file=sys.stderr)
         _measure("run", "on", work, args.eval_seeds, args.timeout)
         for repeat in range(args.repeats):
-            order = POLICIES if repeat % 2 == 0 else POLICIES[::-1]
+            order = policies if repeat % 2 == 0 else policies[::-1]
             for state in ("alone", "loaded"):
                 with _spinners(load if state == "loaded" else 0):
                     for scenario in scenarios:
@@ -338,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             scenario: by_policy["off"]["loaded"]["median_seconds"]
             / by_policy["on"]["loaded"]["median_seconds"]
             for scenario, by_policy in results.items()
+            if len(by_policy) == len(POLICIES)
         },
         "load_average_end": os.getloadavg(),
     }

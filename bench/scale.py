@@ -19,11 +19,18 @@ dev as test) with `--public-pool internal`.
 Resumable: every finished cell is written at once to OUT_DIR/scale.{json,md,png}, and cells
 already there are skipped (unless --force), so a long run can stop and go on. The 1M cells
 take hours on 2 cores; run them where the CPUs are quiet.
+
+Tiled cells, `NkxR` (e.g. `100kx10`: 1M rows): the `Nk` cell's rows repeated R times (the issue
+allows repeated real data for timing). Their `warm` cell can start without a cold one: the
+cache entry is assembled from the `Nk` cell's cached embeddings of the same texts (missing
+texts, e.g. canaries, are encoded) through the encode step's own writer, so every step but the
+encoding runs on all rows; the encode cost per text is what the cold `Nk` cells measure.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -44,16 +51,26 @@ from common import REPO, SHARED, metadata  # noqa: E402
 
 POOL_SIZE = 20_000
 CLASSES = ("alpha", "beta", "gamma", "delta")
-_CELL = re.compile(r"^(\d+)([km]?)$")
+_CELL = re.compile(r"^(\d+)([km]?)(?:x(\d+))?$")
 DEFAULT_CELLS = ("10k", "100k", "1m", "sst2")
 
 
 def cell_rows(name: str) -> int | None:
-    """Rows of a synthetic cell ("10k" -> 10_000), None for a named dataset."""
+    """Rows of a synthetic cell ("10k" -> 10_000, "100kx10" -> 1_000_000), None for a named
+    dataset."""
     match = _CELL.match(name)
     if match is None:
         return None
-    return int(match.group(1)) * {"": 1, "k": 1_000, "m": 1_000_000}[match.group(2)]
+    base = int(match.group(1)) * {"": 1, "k": 1_000, "m": 1_000_000}[match.group(2)]
+    return base * int(match.group(3) or 1)
+
+
+def tiled_source(name: str) -> tuple[str, int] | None:
+    """("100k", 10) for the tiled cell "100kx10"; None for any other cell."""
+    match = _CELL.match(name)
+    if match is None or match.group(3) is None:
+        return None
+    return name.split("x")[0], int(match.group(3))
 
 
 # --- synthetic data ---------------------------------------------------------------------------
@@ -102,6 +119,18 @@ def write_synthetic(path: Path, rows: int, *, seed: int, labeled: bool) -> None:
     temp.replace(path)
 
 
+def _write_tiled(path: Path, source: Path, repeats: int) -> None:
+    if path.is_file():
+        return
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    temp = path.with_suffix(".partial")
+    with temp.open("w", encoding="utf-8", newline="") as handle:
+        handle.write(lines[0])
+        for _ in range(repeats):
+            handle.writelines(lines[1:])
+    temp.replace(path)
+
+
 # --- one cell, in a child process -------------------------------------------------------------
 
 
@@ -145,6 +174,70 @@ def _child(settings: dict[str, Any]) -> None:
     )
 
 
+class _Prefilled(Exception):
+    """Raised by the prefill child once the encode step's entries are written."""
+
+
+def _prefill_child(settings: dict[str, Any], source_settings: dict[str, Any]) -> None:
+    """Fill the cache of `settings` from the cache of `source_settings` (the same texts, fewer
+    rows): run the steps up to encode for both, take the source's embeddings by text and write
+    the target's entries with encode_cached, encoding only texts the source lacks."""
+    import numpy as np
+
+    from flows.extensions import build_extensions
+    from tdd_priv.config import RunConfig
+    from tdd_priv.encode import SentenceEncoder, encode_cached
+    from tdd_priv.pipeline import encode_step, execute, resolve_device
+
+    def texts_before_encoding(overrides: dict[str, Any]) -> tuple[RunConfig, list[Sequence[str]]]:
+        found: list[Any] = []
+
+        def call(step: Any, *args: Any) -> Any:
+            if step is encode_step:
+                loaded = args[0]
+                pool = loaded.external_pool
+                found.extend([loaded.texts, *([pool.texts] if pool is not None else [])])
+                raise _Prefilled
+            return step(*args)
+
+        config = RunConfig().with_overrides({**overrides, "out": overrides["out"] + "-prefill"})
+        with contextlib.suppress(_Prefilled):
+            execute(config, call=call, extensions=build_extensions(config))
+        return config, found
+
+    source_config, source_texts = texts_before_encoding(source_settings)
+    table: dict[str, np.ndarray] = {}
+    for texts in source_texts:
+        encoded = encode_cached(
+            texts, config=source_config.encoder, cache_dir=source_config.cache_dir, progress=False
+        )
+        if not encoded.cache_hit:
+            raise SystemExit(f"{source_config.cache_dir} has no entry for its cell's texts")
+        table.update(zip(texts, encoded.embeddings, strict=True))
+    config, target_texts = texts_before_encoding(settings)
+    encoder = SentenceEncoder(config.encoder, device=resolve_device(config))
+
+    class TableEncoder:
+        """The encoder's interface, answering from the table (and the model for the rest)."""
+
+        config, device, model_hash, dimension = (
+            encoder.config, encoder.device, encoder.model_hash, encoder.dimension,
+        )  # fmt: skip
+
+        def encode_blocks(self, texts: Sequence[str], **_: Any) -> Any:
+            missing = sorted({text for text in texts if text not in table})
+            if missing:
+                table.update(zip(missing, encoder.encode(missing, progress=False), strict=True))
+            for start in range(0, len(texts), 16384):
+                yield np.stack([table[text] for text in texts[start : start + 16384]])
+
+    for texts in target_texts:
+        encode_cached(
+            texts, config=config.encoder, cache_dir=config.cache_dir, progress=False,
+            encoder=TableEncoder(), device=encoder.device,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+
 def _settings(cell: str, work: Path) -> dict[str, Any]:
     rows = cell_rows(cell)
     common: dict[str, Any] = {
@@ -157,7 +250,11 @@ def _settings(cell: str, work: Path) -> dict[str, Any]:
     if rows is not None:
         data = work / "data" / f"synthetic-{cell}.csv"
         pool = work / "data" / f"synthetic-pool-{POOL_SIZE}.csv"
-        write_synthetic(data, rows, seed=rows, labeled=True)
+        tiled = tiled_source(cell)
+        if tiled is None:
+            write_synthetic(data, rows, seed=rows, labeled=True)
+        else:
+            _write_tiled(data, Path(_settings(tiled[0], work)["data.spec"]), tiled[1])
         write_synthetic(pool, POOL_SIZE, seed=-1 % 2**32, labeled=False)
         return {
             **common,
@@ -182,7 +279,10 @@ def _run_cell(cell: str, mode: str, work: Path) -> dict[str, Any]:
     if mode == "cold":
         shutil.rmtree(settings["cache_dir"], ignore_errors=True)
     elif not Path(settings["cache_dir"], "embeddings").is_dir():
-        raise SystemExit(f"{cell} warm: run the cold cell first (it fills the cache)")
+        tiled = tiled_source(cell)
+        if tiled is None:
+            raise SystemExit(f"{cell} warm: run the cold cell first (it fills the cache)")
+        _prefill(settings, _settings(tiled[0], work), work)
     env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
     env.update(
         {
@@ -208,6 +308,21 @@ def _run_cell(cell: str, mode: str, work: Path) -> dict[str, Any]:
         "load_average_after": os.getloadavg(),
         **{k: v for k, v in metadata({}).items() if k in ("commit", "machine")},
     }
+
+
+def _prefill(settings: dict[str, Any], source: dict[str, Any], work: Path) -> None:
+    print(f"  prefilling {settings['cache_dir']} from {source['cache_dir']}", file=sys.stderr)
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--prefill",
+        json.dumps([settings, source]),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    env["TDD_PRIV_STATE"] = str(work / "state" / "prefill")
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO)
+    if finished.returncode != 0:
+        raise SystemExit(f"prefill failed:\n{finished.stderr[-4000:]}")
 
 
 def _rows_of(settings: dict[str, Any]) -> int:
@@ -338,9 +453,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=REPO / "docs" / "benchmarks")
     parser.add_argument("--force", action="store_true", help="rerun cells already measured")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--prefill", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
         _child(json.loads(args.child))
+        return 0
+    if args.prefill is not None:
+        _prefill_child(*json.loads(args.prefill))
         return 0
     modes = [mode for mode in args.modes.split(",") if mode]
     if set(modes) - {"cold", "warm"}:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 
 from tdd_priv.finetune import DEFAULT_FINETUNE, FinetuneSettings
@@ -74,23 +74,38 @@ def _check_trainable(labels: np.ndarray) -> None:
         )
 
 
+# Word 1–2-grams are hashed into TFIDF_HASH_SPACE columns (no vocabulary is held; a few
+# thousand n-grams of a released set rarely share a column), and the model keeps at most
+# TFIDF_MAX_FEATURES of them, the most frequent: the solver keeps 20 vectors of features ×
+# classes, so a million training texts must not bring millions of features.
+TFIDF_HASH_SPACE = 2**22
+TFIDF_MAX_FEATURES = 2**18
+
+
 def _tfidf_logistic_regression(training: TextTraining, test_texts: Sequence[str]) -> np.ndarray:
     texts, labels, seed = training.texts, training.labels, training.seed
     _check_trainable(labels)
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
-    try:
-        features = vectorizer.fit_transform(list(texts))
-    except ValueError as error:
-        analyze = vectorizer.build_analyzer()
-        if any(analyze(text) for text in texts):
-            raise
+    hasher = HashingVectorizer(
+        ngram_range=(1, 2), n_features=TFIDF_HASH_SPACE, alternate_sign=False, norm=None
+    )
+    counts = hasher.transform(texts)
+    if counts.nnz == 0:
         raise NotComputable(
             f"empty vocabulary: none of the {len(texts)} training texts has a word of two or "
             "more letters or digits, the tokens TF-IDF counts (e.g. texts of single characters)"
-        ) from error
+        )
+    # Only n-grams seen in training, as with a vocabulary: a test text's unseen n-grams must
+    # not weigh in its L2 norm.
+    frequency = np.bincount(counts.indices, minlength=TFIDF_HASH_SPACE)  # documents per n-gram
+    kept = np.flatnonzero(frequency)
+    if len(kept) > TFIDF_MAX_FEATURES:
+        kept = np.sort(np.argsort(-frequency, kind="stable")[:TFIDF_MAX_FEATURES])
+    tfidf = TfidfTransformer(sublinear_tf=True)
+    features = tfidf.fit_transform(counts[:, kept])
     model = LogisticRegression(C=10.0, max_iter=2000, random_state=seed % 2**32)
     model.fit(features, labels)
-    return np.asarray(model.predict(vectorizer.transform(list(test_texts))), dtype=np.int64)
+    test_features = tfidf.transform(hasher.transform(test_texts)[:, kept])
+    return np.asarray(model.predict(test_features), dtype=np.int64)
 
 
 def _finetune(training: TextTraining, test_texts: Sequence[str]) -> np.ndarray:

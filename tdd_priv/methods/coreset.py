@@ -7,6 +7,8 @@ class counts, and the error of a linear head trained on them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
@@ -78,19 +80,38 @@ def random_subset(inputs: DistillInput) -> SyntheticSet:
     return _coreset(inputs, "random", chosen, sizes)
 
 
-def _herd(points: np.ndarray, k: int) -> np.ndarray:
-    """Greedy herding (iCaRL): each pick brings the running mean closest to the class mean."""
-    target = points.mean(axis=0)
+# Rows of a class handled at a time by herding and k-center: their float64 work arrays stay
+# ~50 MB however large the class (a million rows would otherwise copy 3 GB per step).
+_CHUNK = 16384
+
+
+def _chunks(
+    embeddings: np.ndarray, rows: np.ndarray, dtype: type = np.float64
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(offset, embeddings of rows[offset : offset + _CHUNK] as `dtype`) over the class."""
+    for start in range(0, len(rows), _CHUNK):
+        yield start, embeddings[rows[start : start + _CHUNK]].astype(dtype)
+
+
+def _herd(embeddings: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """Greedy herding (iCaRL) over embeddings[rows]: each pick brings the running mean closest
+    to the class mean. Returns positions in `rows`."""
+    target = np.zeros(embeddings.shape[1])
+    for _, part in _chunks(embeddings, rows):
+        target += part.sum(axis=0)
+    target /= len(rows)
     picked: list[int] = []
     running_sum = np.zeros_like(target)
-    available = np.ones(len(points), dtype=bool)
+    gaps = np.empty(len(rows))
     for t in range(1, k + 1):
-        gaps = np.linalg.norm(target - (running_sum + points) / t, axis=1)
-        gaps[~available] = np.inf
+        for start, part in _chunks(embeddings, rows):
+            gaps[start : start + len(part)] = np.linalg.norm(
+                target - (running_sum + part) / t, axis=1
+            )
+        gaps[picked] = np.inf
         best = int(np.argmin(gaps))
         picked.append(best)
-        available[best] = False
-        running_sum += points[best]
+        running_sum += embeddings[rows[best]].astype(np.float64)
     return np.asarray(picked, dtype=np.int64)
 
 
@@ -100,18 +121,23 @@ def herding(inputs: DistillInput) -> SyntheticSet:
     sizes = coreset_sizes(inputs)
     for c in range(inputs.num_classes):
         rows = inputs.class_rows(c)
-        chosen.append(rows[_herd(embeddings[rows].astype(np.float64), int(sizes.sizes[c]))])
+        chosen.append(rows[_herd(embeddings, rows, int(sizes.sizes[c]))])
     return _coreset(inputs, "herding", chosen, sizes)
 
 
-def _k_center(points: np.ndarray, k: int, first: int) -> np.ndarray:
-    """Greedy k-center: repeatedly take the point farthest from those already taken."""
+def _k_center(embeddings: np.ndarray, rows: np.ndarray, k: int, first: int) -> np.ndarray:
+    """Greedy k-center over embeddings[rows]: repeatedly take the point farthest from those
+    already taken. Returns positions in `rows`."""
     picked = [first]
-    distance = np.linalg.norm(points - points[first], axis=1)
-    for _ in range(k - 1):
-        farthest = int(np.argmax(distance))
-        picked.append(farthest)
-        distance = np.minimum(distance, np.linalg.norm(points - points[farthest], axis=1))
+    distance = np.full(len(rows), np.inf, dtype=np.float32)
+    while len(picked) < k:
+        center = embeddings[rows[picked[-1]]]
+        for start, part in _chunks(embeddings, rows, np.float32):
+            end = start + len(part)
+            distance[start:end] = np.minimum(
+                distance[start:end], np.linalg.norm(part - center, axis=1)
+            )
+        picked.append(int(np.argmax(distance)))
     return np.asarray(picked, dtype=np.int64)
 
 
@@ -123,5 +149,5 @@ def kcenter(inputs: DistillInput) -> SyntheticSet:
     for c in range(inputs.num_classes):
         rows = inputs.class_rows(c)
         first = int(rng.integers(len(rows)))
-        chosen.append(rows[_k_center(embeddings[rows], int(sizes.sizes[c]), first)])
+        chosen.append(rows[_k_center(embeddings, rows, int(sizes.sizes[c]), first)])
     return _coreset(inputs, "kcenter", chosen, sizes)

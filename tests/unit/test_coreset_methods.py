@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tdd_priv.methods import METHODS, DistillInput, distill, method_info
+from tdd_priv.methods import METHODS, DistillInput, coreset, distill, method_info
 
 CORESETS = sorted(name for name, info in METHODS.items() if info.releases_private_records)
 
@@ -65,3 +65,31 @@ def test_kcenter_covers_better_than_random() -> None:
 def test_unknown_method_lists_valid_ones() -> None:
     with pytest.raises(ValueError, match="herding"):
         method_info("nope")
+
+
+@pytest.mark.parametrize("k", [1, 7])
+def test_herding_and_kcenter_do_not_depend_on_the_chunk_size(
+    monkeypatch: pytest.MonkeyPatch, k: int
+) -> None:
+    # They read a class a chunk at a time (memory bounded on a million rows): a reference
+    # implementation over the whole class, straight from the definitions, picks the same rows.
+    rng = np.random.default_rng(5)
+    embeddings = rng.normal(size=(300, 8)).astype(np.float32)
+    rows = np.sort(rng.choice(300, size=230, replace=False))
+    points = embeddings[rows].astype(np.float64)
+    herded, running = [], np.zeros(8)
+    for t in range(1, k + 1):
+        gaps = np.linalg.norm(points.mean(axis=0) - (running + points) / t, axis=1)
+        gaps[herded] = np.inf
+        herded.append(int(np.argmin(gaps)))
+        running += points[herded[-1]]
+    centers = [11]
+    while len(centers) < k:
+        gaps = np.min(
+            [np.linalg.norm(embeddings[rows] - embeddings[rows[c]], axis=1) for c in centers],
+            axis=0,
+        )
+        centers.append(int(np.argmax(gaps)))
+    monkeypatch.setattr(coreset, "_CHUNK", 17)
+    assert coreset._herd(embeddings, rows, k).tolist() == herded
+    assert coreset._k_center(embeddings, rows, k, 11).tolist() == centers
