@@ -15,6 +15,7 @@ import numpy as np
 __all__ = [
     "Canaries",
     "CanaryPlan",
+    "EvalX",
     "FitPredict",
     "Records",
     "Release",
@@ -23,8 +24,10 @@ __all__ = [
 ]
 
 # (train_x (n, d), train_targets (n, C) one-hot or soft, eval_x (k, d), seed) -> (k, C)
-# class probabilities of a model trained on the first set, evaluated on the second.
-FitPredict = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
+# class probabilities of a model trained on the first set, evaluated on the second; eval_x may be
+# a tuple of arrays, evaluated by the one model part by part and stacked (no joined copy).
+EvalX = np.ndarray | tuple[np.ndarray, ...]
+FitPredict = Callable[[np.ndarray, np.ndarray, EvalX, int], np.ndarray]
 
 # (in_mask (n_members + n_nonmembers,) bool over members then non-members, seed) ->
 # (x (m, d), targets (m, C)): the release the pipeline would have made from the rows in_mask

@@ -418,18 +418,21 @@ class MembershipAudit:
 
     def __call__(self, context: Any) -> dict[str, Any]:
         members, nonmembers, release = context.members, context.nonmembers, context.release
-        x = np.concatenate([members.embeddings, nonmembers.embeddings])
+        # Members then non-members, never joined into one copy (a million members are 1.5 GB):
+        # the target head is evaluated on both parts, and so is the distance to the release.
+        parts = (members.embeddings, nonmembers.embeddings)
         labels = np.concatenate([members.labels, nonmembers.labels]).astype(np.int64)
-        is_member = np.arange(len(x)) < len(members.embeddings)
-        target = context.fit_predict(release.vectors, release.targets, x, context.seed)
+        is_member = np.arange(len(labels)) < len(members.embeddings)
+        target = context.fit_predict(release.vectors, release.targets, parts, context.seed)
         released = np.concatenate([release.vectors, release.text_embeddings])
         scores = {
             "loss": loss_scores(cross_entropy(target, labels)),
             "confidence": confidence_scores(target, labels),
-            "nearest_release": nearest_similarity(x, released),
+            "nearest_release": np.concatenate([nearest_similarity(p, released) for p in parts]),
         }
         shadows = min(self.shadows, context.shadows) if context.shadow_release else 0
-        if shadows >= 2:
+        if shadows >= 2:  # the shadows' picklable calls take the records as one array
+            x = np.concatenate(parts)
             scores.update(self._shadow_attacks(context, x, labels, target, shadows))
         metrics = {name: attack_metrics(s, is_member) for name, s in scores.items()}
         best = max(metrics, key=lambda name: metrics[name].auc)

@@ -389,6 +389,16 @@ def _markdown(result: dict[str, Any]) -> str:
                 f"`{(measured.get('commit') or '?')[:10]}`",
             ]
             lines.append("| " + " | ".join(row) + " |")
+    for name in names:
+        tiled = tiled_source(name)
+        if tiled is not None:
+            lines += [
+                "",
+                f"`{name}`: the `{tiled[0]}` cell's rows repeated {tiled[1]} times "
+                f"({cell_rows(name):,} rows); its warm cache was assembled from the `{tiled[0]}` "
+                "cell's cached embeddings of the same texts, so every step but the encoding ran "
+                f"on all rows (the encode cost per text is the cold `{tiled[0]}` cell's).",
+            ]
     lines += ["", "Step columns are seconds. Commands: see docs/operations.md (scale).", ""]
     return "\n".join(lines)
 

@@ -7,7 +7,8 @@ knowing how the library does it:
 
 - `fit_predict(train_x (n, d), train_targets (n, C), eval_x (k, d), seed) -> (k, C)` class
   probabilities of a fresh linear head (the evaluation's head, same training settings) trained on
-  the first set and evaluated on the second;
+  the first set and evaluated on the second; `eval_x` may be a tuple of arrays, evaluated by the
+  one head part by part and stacked (so members and non-members need no joined copy);
 - `shadow_release(in_mask, seed) -> (x (m, d), targets (m, C))`: the whole distill step re-run,
   under the run's own method and privacy settings, on the records `in_mask` selects from
   members followed by non-members (for LiRA/RMIA shadow models); None unless `--audit full`.
@@ -22,6 +23,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from tdd_priv.encode import EmbeddingRows
 from tdd_priv.heads import DEFAULT_TRAINING, HeadTraining, LabeledArrays, train_head
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "AuditRecords",
     "CanaryPlan",
     "CanaryRecords",
+    "EvalX",
     "FitPredict",
     "ReleaseSource",
     "ReleasedSet",
@@ -37,7 +40,8 @@ __all__ = [
     "records",
 ]
 
-FitPredict = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
+EvalX = np.ndarray | tuple[np.ndarray, ...]
+FitPredict = Callable[[np.ndarray, np.ndarray, EvalX, int], np.ndarray]
 ShadowRelease = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 AuditLevel = Literal["basic", "full"]
 # Where the released texts come from: "public", an external public pool; "internal-pool", rows of
@@ -136,13 +140,14 @@ class AuditContext:
 def fit_predict_proba(
     train_x: np.ndarray,
     train_targets: np.ndarray,
-    eval_x: np.ndarray,
+    eval_x: EvalX,
     seed: int,
     *,
     head: str = "linear",
     training: HeadTraining = DEFAULT_TRAINING,
 ) -> np.ndarray:
-    """(k, C) softmax probabilities on `eval_x` of a fresh `head` trained on the given set."""
+    """(k, C) softmax probabilities on `eval_x` (an array, or a tuple of arrays whose rows are
+    stacked) of a fresh `head` trained on the given set."""
     model = train_head(
         head,
         LabeledArrays(
@@ -151,11 +156,14 @@ def fit_predict_proba(
         seed=seed,
         training=training,
     )
-    tensor = torch.from_numpy(np.ascontiguousarray(eval_x, dtype=np.float32))
-    with torch.inference_mode():
-        chunks = [
-            torch.softmax(model(tensor[i : i + 8192]), dim=1) for i in range(0, len(tensor), 8192)
-        ]
+    chunks = []
+    for part in eval_x if isinstance(eval_x, tuple) else (eval_x,):
+        tensor = torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32))
+        with torch.inference_mode():
+            chunks += [
+                torch.softmax(model(tensor[i : i + 8192]), dim=1)
+                for i in range(0, len(tensor), 8192)
+            ]
     if not chunks:
         return np.zeros((0, train_targets.shape[1]), dtype=np.float64)
     return torch.cat(chunks).double().numpy()
@@ -164,7 +172,7 @@ def fit_predict_proba(
 def records(
     ids: np.ndarray,
     texts: Sequence[str],
-    embeddings: np.ndarray,
+    embeddings: np.ndarray | EmbeddingRows,
     labels: np.ndarray,
     groups: Mapping[str, Sequence[str]],
 ) -> AuditRecords:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,6 +27,7 @@ from tdd_priv.locks import replacing_temporary
 __all__ = [
     "BLOCK_SIZE",
     "DEFAULT_ENCODER",
+    "EmbeddingRows",
     "EncodedTexts",
     "EncoderConfig",
     "SentenceEncoder",
@@ -288,6 +290,73 @@ def read_embeddings(path: Path) -> np.ndarray:
     if array.dtype != np.float32 or array.ndim != 2:
         raise ConfigError(f"{path} is not an embedding cache entry (float32 (n, d))")
     return array
+
+
+class EmbeddingRows:
+    """A cache entry's (n, d) float32 embeddings, read from disk by rows.
+
+    `rows[indices]` (an int array, or a bool mask over n) reads just those rows, in that order,
+    block by block with plain file reads: no step holds all n embeddings unless it asks for all
+    of them, and nothing stays mapped, so a million rows (1.5 GB) are not resident beside the
+    members' copy that the distillation and evaluation make. `np.asarray(rows)` reads them all.
+    """
+
+    def __init__(self, path: Path, *, block_rows: int = BLOCK_SIZE) -> None:
+        self.path = Path(path)
+        self.block_rows = block_rows
+        try:
+            with self.path.open("rb") as handle:
+                version = np.lib.format.read_magic(handle)
+                shape, fortran_order, dtype = (
+                    np.lib.format.read_array_header_1_0(handle)
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0(handle)
+                )
+                self._offset = handle.tell()
+        except (OSError, ValueError, EOFError) as error:
+            raise ConfigError(
+                f"cannot read cached embeddings {path} ({error}); run again"
+            ) from error
+        if fortran_order or dtype != np.float32 or len(shape) != 2:
+            raise ConfigError(f"{path} is not an embedding cache entry (float32 (n, d))")
+        self.shape: tuple[int, int] = (int(shape[0]), int(shape[1]))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        everything = self[np.arange(len(self))]
+        return everything if dtype is None else everything.astype(dtype)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        index = np.asarray(index)
+        if index.dtype == bool:
+            if index.shape != (len(self),):
+                raise IndexError(f"a mask over {len(self)} rows has shape {index.shape}")
+            index = np.flatnonzero(index)
+        if index.ndim != 1 or (index.size and index.dtype.kind not in "iu"):
+            raise IndexError("index the rows with a 1-D array of row numbers or a mask")
+        index = index.astype(np.int64)
+        if index.size and (index.min() < 0 or index.max() >= len(self)):
+            raise IndexError(f"row index out of range for {len(self)} rows")
+        width = self.shape[1]
+        out = np.empty((len(index), width), dtype=np.float32)
+        order = np.argsort(index, kind="stable")
+        wanted = index[order]
+        bounds = np.searchsorted(wanted, np.arange(0, len(self) + self.block_rows, self.block_rows))
+        with self.path.open("rb") as handle:
+            for block, (low, high) in enumerate(itertools.pairwise(bounds)):
+                if low == high:
+                    continue  # no wanted row in this block: not read
+                first = block * self.block_rows
+                count = min(self.block_rows, len(self) - first)
+                handle.seek(self._offset + 4 * width * first)
+                raw = handle.read(4 * width * count)
+                if len(raw) != 4 * width * count:
+                    raise ConfigError(f"{self.path} is truncated; run again")
+                values = np.frombuffer(raw, dtype="<f4").reshape(count, width)
+                out[order[low:high]] = values[wanted[low:high] - first]
+        return out
 
 
 def _cache_key(

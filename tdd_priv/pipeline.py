@@ -29,6 +29,7 @@ from tdd_priv.audit_context import (
     AuditContext,
     CanaryPlan,
     CanaryRecords,
+    EvalX,
     ReleasedSet,
     ReleaseSource,
     ShadowRelease,
@@ -54,7 +55,7 @@ from tdd_priv.data.overlap import find_overlaps
 from tdd_priv.data.release import AuditedRelease
 from tdd_priv.detox import Candidates, screen
 from tdd_priv.device import resolve_device
-from tdd_priv.encode import embedding_cache_key, encode_cached, read_embeddings
+from tdd_priv.encode import EmbeddingRows, embedding_cache_key, encode_cached, read_embeddings
 from tdd_priv.errors import ConfigError
 from tdd_priv.evaluate import LabeledTexts, Utility, majority_class_utility
 from tdd_priv.extensions import NO_EXTENSIONS, Auditor, CanaryMaker, Extensions, ToxicityScorer
@@ -151,9 +152,10 @@ class LoadedInputs:
 
 @dataclass(frozen=True)
 class EncodedInputs:
-    """Embeddings ((n, d) float32, L2-normalised) of every labeled row and of the pool."""
+    """Embeddings ((n, d) float32, L2-normalised) of every labeled row and of the pool. The
+    rows stay on disk: `rows[indices]` reads those rows (tdd_priv.encode.EmbeddingRows)."""
 
-    rows: np.ndarray
+    rows: EmbeddingRows
     external_pool: np.ndarray | None
     model_hash: str
 
@@ -172,7 +174,7 @@ class EmbeddingFiles:
 
     def load(self) -> EncodedInputs:
         pool = read_embeddings(self.external_pool) if self.external_pool is not None else None
-        return EncodedInputs(read_embeddings(self.rows), pool, self.model_hash)
+        return EncodedInputs(EmbeddingRows(self.rows), pool, self.model_hash)
 
 
 @dataclass(frozen=True)
@@ -859,7 +861,7 @@ def audit_context(
     universe = np.concatenate([member_rows, splits.audit])
     training = HeadTraining(steps=config.evaluation.steps)
 
-    def fit_predict(x: np.ndarray, targets: np.ndarray, eval_x: np.ndarray, seed: int) -> Any:
+    def fit_predict(x: np.ndarray, targets: np.ndarray, eval_x: EvalX, seed: int) -> Any:
         # The auditors' models (one per shadow and attack) are small: single-threaded.
         with workload_threads("small-models", limit=config.threads):
             return fit_predict_proba(x, targets, eval_x, seed, training=training)

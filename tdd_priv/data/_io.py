@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import json
 import logging
 import math
@@ -165,9 +164,18 @@ def read_spec(
     source = str(path.resolve())
     if suffix == ".parquet":
         columns = _read_parquet(path, source)
+    elif suffix == ".csv":
+        # Decoded once to report bad bytes with their offset, then parsed from the file: the
+        # csv module over one in-memory string would hold it again at 4 bytes per character.
+        if not _decode_utf8(path.read_bytes(), source).strip():
+            raise DataValidationError(f"{source}: the file is empty; expected a header row.")
+        try:
+            with path.open(encoding="utf-8-sig", newline="") as handle:
+                columns = _parse_csv(handle, source)
+        except UnicodeDecodeError:
+            raise DataValidationError(f"{source}: the file changed while it was read") from None
     else:
-        text = _decode_utf8(path.read_bytes(), source)
-        columns = _parse_csv(text, source) if suffix == ".csv" else _parse_json(text, source)
+        columns = _parse_json(_decode_utf8(path.read_bytes(), source), source)
     n_rows = len(next(iter(columns.values()), []))
     if n_rows == 0:
         raise DataValidationError(f"{source}: has a header but no data rows.")
@@ -190,13 +198,12 @@ def _decode_utf8(raw: bytes, source: str) -> str:
         ) from None
 
 
-def _parse_csv(text: str, source: str) -> dict[str, list[Any]]:
-    if not text.strip():
-        raise DataValidationError(f"{source}: the file is empty; expected a header row.")
+def _parse_csv(lines: Iterable[str], source: str) -> dict[str, list[Any]]:
+    """The columns of CSV `lines` (a file opened with newline="", or a list of lines)."""
     csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
     # The csv module, not pandas: pandas turns texts such as "NA" or "null" into NaN and can
     # silently shift a row with an extra field into an index column.
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(lines, strict=True)
     try:
         names: list[str] = []
         for name in next(reader):

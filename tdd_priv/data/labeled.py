@@ -11,7 +11,7 @@ from typing import Any
 
 import datasets
 import numpy as np
-import pandas as pd
+from datasets.table import InMemoryTable
 
 from tdd_priv.data._io import (
     HF_SPLIT_COLUMN,
@@ -192,15 +192,20 @@ def _validate(
         data["split"] = _split_values(column_values(columns.split), row_numbers, source, columns)
         features["split"] = datasets.Value("string")
 
-    # In memory: load_dataset would write a cache; from_pandas casts whole columns at once.
-    dataset = datasets.Dataset.from_pandas(
-        pd.DataFrame(data), features=datasets.Features(features), preserve_index=False
+    # In memory (load_dataset would write a cache), straight from the lists to Arrow, and with
+    # our content fingerprint: otherwise `datasets` pickles the whole table to make its own.
+    schema = datasets.Features(features)
+    fingerprint = _fingerprint(data, names, columns.groups)
+    dataset = datasets.Dataset(
+        InMemoryTable.from_pydict(data, schema=schema.arrow_schema),
+        info=datasets.DatasetInfo(features=schema),
+        fingerprint=fingerprint,
     )
     return LabeledData(
         dataset=dataset,
         name=name,
         source=source,
-        fingerprint=_fingerprint(data, names, columns.groups),
+        fingerprint=fingerprint,
         label_names=names,
         group_columns=columns.groups,
         dropped_rows=tuple(i + 1 for i in empty),

@@ -90,7 +90,7 @@ def _chunks(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(offset, embeddings of rows[offset : offset + _CHUNK] as `dtype`) over the class."""
     for start in range(0, len(rows), _CHUNK):
-        yield start, embeddings[rows[start : start + _CHUNK]].astype(dtype)
+        yield start, embeddings[rows[start : start + _CHUNK]].astype(dtype, copy=False)
 
 
 def _herd(embeddings: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:

@@ -204,9 +204,12 @@ class _Release:
         return not (self.epsilon is not None and self.source == "public")
 
 
-def _fit_predict(x: np.ndarray, targets: np.ndarray, eval_x: np.ndarray, seed: int) -> np.ndarray:
+def _fit_predict(
+    x: np.ndarray, targets: np.ndarray, eval_x: np.ndarray | tuple[np.ndarray, ...], seed: int
+) -> np.ndarray:
     model = LogisticRegression(C=100.0, max_iter=500).fit(x, targets.argmax(axis=1))
-    return model.predict_proba(eval_x)
+    parts = eval_x if isinstance(eval_x, tuple) else (eval_x,)
+    return np.concatenate([model.predict_proba(part) for part in parts])
 
 
 def _records(rng: np.random.Generator, n: int, offset: int) -> _Records:

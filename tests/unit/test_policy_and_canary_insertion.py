@@ -333,3 +333,6 @@ def test_fit_predict_proba_returns_probabilities() -> None:
     assert np.mean(probabilities.argmax(axis=1) == labels) > 0.9
     again = fit_predict_proba(x, np.eye(2)[labels], x, seed=3)
     assert np.array_equal(probabilities, again)
+    # parts (members, non-members) are evaluated by the same head and stacked
+    parts = fit_predict_proba(x, np.eye(2)[labels], (x[:25], x[25:], x[:0]), seed=3)
+    np.testing.assert_allclose(parts, probabilities, rtol=1e-6)
