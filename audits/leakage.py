@@ -87,23 +87,33 @@ def _ngram_sets(texts: Sequence[str], n: int) -> sparse.csr_matrix:
 
 
 def nearest_by_ngram_jaccard(
-    queries: Sequence[str], records: Sequence[str], *, n: int = 5, chunk: int = 64
+    queries: Sequence[str],
+    records: Sequence[str],
+    *,
+    n: int = 5,
+    chunk: int = 64,
+    record_chunk: int = 8192,
 ) -> Nearest:
     """Largest Jaccard similarity |A ∩ B| / |A ∪ B| of character n-gram sets (after
-    normalisation) between each query and any record (hashed n-grams; collisions negligible)."""
+    normalisation) between each query and any record (hashed n-grams; collisions negligible).
+    Records are read `record_chunk` at a time (a million records' n-grams would take GBs);
+    ties go to the first record, as one argmax over all of them would."""
     if not records:
         return Nearest(np.zeros(len(queries)), np.full(len(queries), -1))
-    record_sets = _ngram_sets(records, n)
-    record_sizes = np.asarray(record_sets.sum(axis=1)).ravel()
-    best, where = np.zeros(len(queries)), np.zeros(len(queries), dtype=np.int64)
-    for start in range(0, len(queries), chunk):
-        query_sets = _ngram_sets(queries[start : start + chunk], n)
-        query_sizes = np.asarray(query_sets.sum(axis=1)).ravel()
-        overlap = (query_sets @ record_sets.T).toarray()
-        union = query_sizes[:, None] + record_sizes[None, :] - overlap
-        jaccard = overlap / np.maximum(union, 1)
-        best[start : start + chunk] = jaccard.max(axis=1)
-        where[start : start + chunk] = jaccard.argmax(axis=1)
+    query_sets = _ngram_sets(queries, n)
+    query_sizes = np.asarray(query_sets.sum(axis=1)).ravel()
+    best, where = np.full(len(queries), -1.0), np.zeros(len(queries), dtype=np.int64)
+    for offset in range(0, len(records), record_chunk):
+        record_sets = _ngram_sets(records[offset : offset + record_chunk], n)
+        record_sizes = np.asarray(record_sets.sum(axis=1)).ravel()
+        for start in range(0, len(queries), chunk):
+            overlap = (query_sets[start : start + chunk] @ record_sets.T).toarray()
+            union = query_sizes[start : start + chunk, None] + record_sizes[None, :] - overlap
+            jaccard = overlap / np.maximum(union, 1)
+            better = jaccard.max(axis=1) > best[start : start + chunk]
+            rows = np.flatnonzero(better) + start
+            best[rows] = jaccard.max(axis=1)[better]
+            where[rows] = jaccard.argmax(axis=1)[better] + offset
     return Nearest(best, where)
 
 

@@ -20,8 +20,8 @@ Resumable: every finished cell is written at once to OUT_DIR/scale.{json,md,png}
 already there are skipped (unless --force), so a long run can stop and go on. The 1M cells
 take hours on 2 cores; run them where the CPUs are quiet.
 
-Tiled cells, `NkxR` (e.g. `100kx10`: 1M rows): the `Nk` cell's rows repeated R times (the issue
-allows repeated real data for timing). Their `warm` cell can start without a cold one: the
+Tiled cells, `NkxR` (e.g. `100kx10`: 1M rows): the `Nk` cell's rows repeated R times (repeated
+data is fine for timing). Their `warm` cell can start without a cold one: the
 cache entry is assembled from the `Nk` cell's cached embeddings of the same texts (missing
 texts, e.g. canaries, are encoded) through the encode step's own writer, so every step but the
 encoding runs on all rows; the encode cost per text is what the cold `Nk` cells measure.
@@ -186,7 +186,7 @@ def _prefill_child(settings: dict[str, Any], source_settings: dict[str, Any]) ->
 
     from flows.extensions import build_extensions
     from tdd_priv.config import RunConfig
-    from tdd_priv.encode import SentenceEncoder, encode_cached
+    from tdd_priv.encode import BLOCK_SIZE, SentenceEncoder, encode_cached
     from tdd_priv.pipeline import encode_step, execute, resolve_device
 
     def texts_before_encoding(overrides: dict[str, Any]) -> tuple[RunConfig, list[Sequence[str]]]:
@@ -228,8 +228,8 @@ def _prefill_child(settings: dict[str, Any], source_settings: dict[str, Any]) ->
             missing = sorted({text for text in texts if text not in table})
             if missing:
                 table.update(zip(missing, encoder.encode(missing, progress=False), strict=True))
-            for start in range(0, len(texts), 16384):
-                yield np.stack([table[text] for text in texts[start : start + 16384]])
+            for start in range(0, len(texts), BLOCK_SIZE):
+                yield np.stack([table[text] for text in texts[start : start + BLOCK_SIZE]])
 
     for texts in target_texts:
         encode_cached(

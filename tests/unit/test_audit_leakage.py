@@ -46,6 +46,20 @@ def test_ngram_jaccard_finds_near_copies_and_matches_a_direct_count() -> None:
     assert nearest.similarity[0] == pytest.approx(len(a & b) / len(a | b))
 
 
+def test_ngram_jaccard_reads_records_in_chunks_with_the_same_answer() -> None:
+    rng = np.random.default_rng(4)
+    words = [f"w{i}" for i in range(60)]
+    records = [" ".join(rng.choice(words, size=rng.integers(3, 12))) for _ in range(90)]
+    records += [records[5]] * 3  # ties: the first record wins, as one argmax would
+    queries = [records[i][:-1] + "z" for i in range(0, 40, 4)] + [records[5], "zzzzzz", "x"]
+    whole = nearest_by_ngram_jaccard(queries, records, record_chunk=10_000)
+    assert whole.index[len(queries) - 3] == 5 and whole.similarity[-2] == 0.0
+    for record_chunk in (1, 7, 64):
+        chunked = nearest_by_ngram_jaccard(queries, records, record_chunk=record_chunk)
+        np.testing.assert_array_equal(chunked.similarity, whole.similarity)
+        np.testing.assert_array_equal(chunked.index, whole.index)
+
+
 def test_cosine_nearest() -> None:
     records = np.eye(3)
     nearest = nearest_by_cosine(np.array([[0.0, 2.0, 0.1], [1.0, 0.0, 1.0]]), records, chunk=2)
