@@ -15,6 +15,7 @@ import torch
 
 from tdd_priv.config import EvalConfig
 from tdd_priv.evaluate import (
+    HeadScores,
     LabeledTexts,
     TextSetSource,
     TrainingSetSource,
@@ -27,7 +28,15 @@ from tdd_priv.heads import HeadTraining, LabeledArrays
 from tdd_priv.methods import DistillInput, distill
 from tdd_priv.seeding import numpy_rng
 
-__all__ = ["BASELINES", "CandidateSet", "baseline_set", "finetune_settings", "fixed_set", "judge"]
+__all__ = [
+    "BASELINES",
+    "CandidateSet",
+    "baseline_set",
+    "finetune_settings",
+    "fixed_set",
+    "judge",
+    "judge_texts",
+]
 
 BASELINES = ("random", "herding", "kcenter")
 
@@ -124,17 +133,41 @@ def judge(
         progress=progress,
         device=device,
     )
-    if candidate.texts is None or not settings.text_models:
-        return utility
     return utility.with_text_models(
-        evaluate_texts(
+        judge_texts(
             candidate.texts,
             test_texts,
-            models=settings.text_models,
-            seeds=settings.seeds,
-            seed=seed,
             varies_with_seed=candidate.varies_with_seed,
-            finetune=finetune_settings(settings, device=torch.device(device)),
+            settings=settings,
+            seed=seed,
             num_classes=test.num_classes,
+            device=device,
         )
+    )
+
+
+def judge_texts(
+    texts: TextSetSource | None,
+    test_texts: LabeledTexts,
+    *,
+    varies_with_seed: bool,
+    settings: EvalConfig,
+    seed: int,
+    num_classes: int,
+    device: torch.device | str = "cpu",
+) -> tuple[HeadScores, ...]:
+    """The text models of `judge` alone (none when the set has no texts or none are asked
+    for): they read only the texts, so a caller can train them before any embeddings are
+    read."""
+    if texts is None or not settings.text_models:
+        return ()
+    return evaluate_texts(
+        texts,
+        test_texts,
+        models=settings.text_models,
+        seeds=settings.seeds,
+        seed=seed,
+        varies_with_seed=varies_with_seed,
+        finetune=finetune_settings(settings, device=torch.device(device)),
+        num_classes=num_classes,
     )

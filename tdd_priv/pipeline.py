@@ -36,7 +36,14 @@ from tdd_priv.audit_context import (
     fit_predict_proba,
     records,
 )
-from tdd_priv.comparison import CandidateSet, baseline_set, finetune_settings, fixed_set, judge
+from tdd_priv.comparison import (
+    CandidateSet,
+    baseline_set,
+    finetune_settings,
+    fixed_set,
+    judge,
+    judge_texts,
+)
 from tdd_priv.config import EXTERNAL_METHOD, INTERNAL_POOL, RunConfig, check_registered
 from tdd_priv.data import (
     DEMO_SPEC,
@@ -664,12 +671,27 @@ def _evaluate(
     labels, texts = loaded.labels, loaded.texts
     device = resolve_device(config)
     classes = len(loaded.labeled.label_names)
+    seed = derive_seed(config.seed, "evaluate")
     test = LabeledArrays.from_labels(encoded.rows[splits.test], labels[splits.test], classes)
     test_texts = LabeledTexts([texts[i] for i in splits.test], labels[splits.test])
+    member_labels = labels[splits.members]
+    member_targets = np.eye(classes, dtype=np.float32)[member_labels]
+    member_texts = LabeledTexts([texts[i] for i in splits.members], member_labels, member_targets)
+    # The full-data text models read only the texts, so they are trained before the members'
+    # embeddings are read: a large run never holds both (at 720k members, TF-IDF + LR's ~0.9 GB
+    # of working memory beside 1.1 GB of embeddings).
+    full_data_text_scores = judge_texts(
+        lambda _: member_texts,
+        test_texts,
+        varies_with_seed=False,
+        settings=config.evaluation,
+        seed=seed,
+        num_classes=classes,
+        device=device,
+    )
     members = _member_input(loaded, splits, encoded, config)
     arrays = members.exact()  # the same member rows, not a second copy (1 GB per 700k rows)
-    member_set = LabeledArrays.from_labels(arrays.embeddings, arrays.labels, classes)
-    member_texts = [texts[i] for i in splits.members]
+    member_set = LabeledArrays(arrays.embeddings, member_targets)
     synthetic_vectors = synthetic.training_arrays(classes)
     realized_targets = (
         realized.soft_labels
@@ -679,14 +701,16 @@ def _evaluate(
     candidates = {
         "synthetic": CandidateSet(lambda _: synthetic_vectors, None, varies_with_seed=False),
         "realized": fixed_set(LabeledArrays(realized.embeddings, realized_targets), realized.texts),
-        "full_data": fixed_set(member_set, member_texts),
-        **{name: baseline_set(name, members, member_texts) for name in config.evaluation.baselines},
+        "full_data": fixed_set(member_set),  # its text models: full_data_text_scores
+        **{
+            name: baseline_set(name, members, member_texts.texts)
+            for name in config.evaluation.baselines
+        },
     }
     if realized.soft_labels is not None:
         hard = LabeledArrays.from_labels(realized.embeddings, realized.labels, classes)
         # embedding heads only: the text models are scored once, on the released labels
         candidates["realized_hard_labels"] = CandidateSet(lambda _: hard, None, False)
-    seed = derive_seed(config.seed, "evaluate")
     utilities = {
         name: judge(
             candidate,
@@ -700,6 +724,7 @@ def _evaluate(
         )
         for name, candidate in candidates.items()
     }
+    utilities["full_data"] = utilities["full_data"].with_text_models(full_data_text_scores)
     if config.privacy.enabled:
         # The baseline every DP result is compared with: the same heads trained with DP-SGD on
         # the real members at the same (ε, δ).
@@ -717,7 +742,7 @@ def _evaluate(
         )
         if "finetune" in config.evaluation.text_models:  # and the fine-tune, by DP-SGD too
             dp_finetune = dp_finetune_scores(
-                LabeledTexts(member_texts, arrays.labels),
+                LabeledTexts(member_texts.texts, member_labels),
                 test_texts,
                 num_classes=classes,
                 seeds=config.evaluation.seeds,

@@ -100,8 +100,12 @@ def _tfidf_logistic_regression(training: TextTraining, test_texts: Sequence[str]
     kept = np.flatnonzero(frequency)
     if len(kept) > TFIDF_MAX_FEATURES:
         kept = np.sort(np.argsort(-frequency, kind="stable")[:TFIDF_MAX_FEATURES])
-    tfidf = TfidfTransformer(sublinear_tf=True)
-    features = tfidf.fit_transform(counts[:, kept])
+    # Weighted in place and the full hashed matrix dropped first: on a large set these
+    # matrices are hundreds of MB each, and only the weighted one is needed by the solver.
+    features = counts[:, kept]
+    del counts, frequency
+    tfidf = TfidfTransformer(sublinear_tf=True).fit(features)
+    features = tfidf.transform(features, copy=False)
     model = LogisticRegression(C=10.0, max_iter=2000, random_state=seed % 2**32)
     model.fit(features, labels)
     test_features = tfidf.transform(hasher.transform(test_texts)[:, kept])

@@ -2,10 +2,12 @@
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from tdd_priv import pipeline
 from tdd_priv.cli import main
 from tdd_priv.config import RunConfig
 from tdd_priv.pipeline import run
@@ -204,3 +206,29 @@ def test_existing_run_folder_is_refused_without_overwrite(
     assert code == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (finished_run / "report.json").read_bytes() == before
+
+
+def test_full_data_text_models_train_before_the_member_embeddings_are_read(
+    tiny_ag_news: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large run must never hold the TF-IDF working memory beside the members' embeddings
+    (docs/operations.md §8): in the evaluate step, the full-data text models come first."""
+    events: list[str] = []
+
+    def spy(name: str, function: Any) -> Any:
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            events.append(name)
+            return function(*args, **kwargs)
+
+        return recorded
+
+    monkeypatch.setattr(pipeline, "_evaluate", spy("evaluate", pipeline._evaluate))
+    monkeypatch.setattr(pipeline, "judge_texts", spy("full-data texts", pipeline.judge_texts))
+    monkeypatch.setattr(pipeline, "_member_input", spy("member rows", pipeline._member_input))
+    out = tmp_path / "run"
+    run(RunConfig().with_overrides(tiny_run_overrides(tiny_ag_news, out)))
+    evaluate = events[events.index("evaluate") + 1 :]
+    assert evaluate == ["full-data texts", "member rows"]
+    report = json.loads((out / "report.json").read_text())
+    full_data = report["utility"]["full_data"]["cross_architecture"]["tfidf-lr"]
+    assert len(full_data["accuracies"]) == 1 and full_data["accuracy_mean"] > 0.5
