@@ -360,7 +360,8 @@ def _markdown(result: dict[str, Any]) -> str:
         "One fresh process per cell, `tdd-priv run --orchestrator local` with default settings "
         "(DP, dpsgd-teacher, ε = 4, audits basic, 5 models per head, baselines); synthetic "
         f"short texts with an external pool of {POOL_SIZE:,} texts, or SST-2 with an internal "
-        "pool. cold: empty embedding cache; warm: filled. Peak RSS by getrusage. `load avg`: "
+        "pool. cold: empty embedding cache; warm: filled. Peak RSS by getrusage, in MiB (2²⁰ "
+        "bytes; the 3 GB target is 2,861 MiB). `load avg`: "
         "the machine's 1-minute load when the cell started (other jobs share it); the `load` "
         "column is the load step's seconds.",
         "",
@@ -373,7 +374,7 @@ def _markdown(result: dict[str, Any]) -> str:
             for step in measured["steps"]:
                 if step["step"] not in steps:
                     steps.append(step["step"])
-    header = ["cell", "cache", "rows", "wall (s)", "peak RSS (MB)", *steps, "load avg", "commit"]
+    header = ["cell", "cache", "rows", "wall (s)", "peak RSS (MiB)", *steps, "load avg", "commit"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name in names:
         for mode, measured in cells[name].items():
@@ -439,8 +440,8 @@ def _plot(path: Path, result: dict[str, Any]) -> None:
                 [measured["rows"]], [measured["peak_rss_mb"]], marker="*", s=120,
                 color=f"C{offset}", zorder=3,
             )  # fmt: skip
-    rss_ax.axhline(3 * 1024, color="grey", linestyle="--", label="3 GB budget")
-    for ax, label in ((wall_ax, "wall time (s)"), (rss_ax, "peak RSS (MB)")):
+    rss_ax.axhline(3e9 / 2**20, color="grey", linestyle="--", label="3 GB (3·10⁹ bytes) target")
+    for ax, label in ((wall_ax, "wall time (s)"), (rss_ax, "peak RSS (MiB)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("labeled rows")
@@ -486,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _write(args.out_dir, result)  # at once: a long run can stop and go on
             print(
                 f"{cell} {mode}: {measured['wall_seconds']:.0f} s, "
-                f"peak RSS {measured['peak_rss_mb']:.0f} MB",
+                f"peak RSS {measured['peak_rss_mb']:.0f} MiB",
                 file=sys.stderr,
             )
     return 0
