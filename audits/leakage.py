@@ -110,10 +110,12 @@ def nearest_by_ngram_jaccard(
             overlap = (query_sets[start : start + chunk] @ record_sets.T).toarray()
             union = query_sizes[start : start + chunk, None] + record_sizes[None, :] - overlap
             jaccard = overlap / np.maximum(union, 1)
-            better = jaccard.max(axis=1) > best[start : start + chunk]
+            top = jaccard.argmax(axis=1)
+            similarity = jaccard[np.arange(len(top)), top]
+            better = similarity > best[start : start + chunk]
             rows = np.flatnonzero(better) + start
-            best[rows] = jaccard.max(axis=1)[better]
-            where[rows] = jaccard.argmax(axis=1)[better] + offset
+            best[rows] = similarity[better]
+            where[rows] = top[better] + offset
     return Nearest(best, where)
 
 
